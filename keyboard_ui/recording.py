@@ -1,0 +1,97 @@
+"""Recorded input sessions: JSON Lines, one input event per line.
+
+    {"sec": 0.512, "type": 1, "code": 30, "value": 1}
+
+`sec` is seconds since the recording started; `type`/`code`/`value` are evdev numbers. Terminal
+input is converted to the equivalent evdev key events before it is recorded, so a recording from
+a USB keyboard on the board and one from a host terminal replay the same way. Blank lines and
+lines starting with `#` are ignored (comments in hand-written test recordings).
+"""
+from __future__ import annotations
+
+import json
+from typing import IO, NamedTuple
+
+from runtime.errors import UserError
+
+
+class InputEvent(NamedTuple):
+    """One evdev-like event; `sec` is seconds since the session started."""
+
+    sec: float
+    type: int
+    code: int
+    value: int
+
+
+class RecordingError(UserError):
+    """A replay file that cannot be read."""
+
+
+class EventRecorder:
+    """Appends events to a JSON Lines file, flushed per line so a crash keeps what was typed."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            self._file: IO[str] = open(path, "w", encoding="utf-8", buffering=1)
+        except OSError as error:
+            raise UserError(f"--record {path}: cannot write ({error.strerror}); pick a writable path") from error
+
+    def write(self, event: InputEvent) -> None:
+        self._file.write(
+            json.dumps({"sec": round(event.sec, 6), "type": event.type, "code": event.code, "value": event.value})
+            + "\n"
+        )
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+def _int_field(record: dict, name: str, path: str, line_number: int) -> int:
+    value = record.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFFFF_FFFF:
+        raise RecordingError(
+            f"{path}:{line_number}: field {name!r} must be a non-negative integer, got {value!r}; "
+            'expected {"sec": float, "type": int, "code": int, "value": int}'
+        )
+    return value
+
+
+def read_recording(path: str) -> list[InputEvent]:
+    """All events of a recording; a malformed line raises `RecordingError` naming its number."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = file.read().splitlines()
+    except OSError as error:
+        raise RecordingError(f"--replay {path}: cannot read ({error.strerror})") from error
+    except UnicodeDecodeError as error:
+        raise RecordingError(f"--replay {path}: not UTF-8 text ({error.reason})") from error
+    events: list[InputEvent] = []
+    previous_sec = 0.0
+    for line_number, line in enumerate(lines, start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            record = json.loads(stripped)
+        except json.JSONDecodeError as error:
+            raise RecordingError(f"{path}:{line_number}: not a JSON object ({error.msg})") from error
+        if not isinstance(record, dict):
+            raise RecordingError(f"{path}:{line_number}: not a JSON object")
+        sec = record.get("sec")
+        if isinstance(sec, bool) or not isinstance(sec, (int, float)) or sec < 0 or sec != sec:
+            raise RecordingError(f"{path}:{line_number}: field 'sec' must be a number >= 0, got {sec!r}")
+        if sec < previous_sec:
+            raise RecordingError(f"{path}:{line_number}: 'sec' goes backwards ({sec} < {previous_sec})")
+        previous_sec = float(sec)
+        events.append(
+            InputEvent(
+                float(sec),
+                _int_field(record, "type", path, line_number),
+                _int_field(record, "code", path, line_number),
+                _int_field(record, "value", path, line_number),
+            )
+        )
+    return events

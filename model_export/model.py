@@ -1,0 +1,168 @@
+"""PyTorch twin of the decode-step model of docs/design.md, for training.
+
+The numpy oracle is `runtime/reference_model.py` (one decode step with a K/V window); this module
+runs the same network over a whole sequence at once with a causal ALiBi bias, which is what
+training needs. `tests/test_model_twin.py` checks that both give the same logits.
+
+Architecture (docs/design.md): word-level, pre-LayerNorm, ALiBi (slope_h = 2^(-8(h+1)/H)), no
+biases in the linear layers, GELU (erf form) FFN, final LayerNorm, output head tied to the
+embedding. Weights leave this module as a float32 dict named as the numpy reference expects
+(`to_numpy_weights`), and come back with `from_numpy_weights`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+LAYERNORM_EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The shape half of config.json (runtime.reference_model.ModelConfig holds the same keys)."""
+
+    vocab_size: int = 8192
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    d_ff: int = 1024
+    window: int = 128
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["head_dim"] = self.head_dim
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ModelShape":
+        return cls(**{k: int(data[k]) for k in ("vocab_size", "d_model", "n_layers", "n_heads",
+                                                 "d_ff", "window")})
+
+
+def alibi_slopes(n_heads: int) -> np.ndarray:
+    """slope_h = 2^(-8(h+1)/H), float32 [H] (docs/design.md)."""
+    return np.array([2.0 ** (-8.0 * (h + 1) / n_heads) for h in range(n_heads)], dtype=np.float32)
+
+
+# One place that knows the weight names of runtime/reference_model.py.
+def weight_name(layer: int | None, what: str) -> str:
+    return what if layer is None else f"layers.{layer}.{what}"
+
+
+LAYER_WEIGHTS = ("ln1.weight", "ln1.bias", "wq", "wk", "wv", "wo",
+                 "ln2.weight", "ln2.bias", "w1", "w2")
+GLOBAL_WEIGHTS = ("embedding", "ln_f.weight", "ln_f.bias")
+
+
+class Block(nn.Module):
+    def __init__(self, shape: ModelShape):
+        super().__init__()
+        d, f = shape.d_model, shape.d_ff
+        self.shape = shape
+        self.ln1 = nn.LayerNorm(d, eps=LAYERNORM_EPS)
+        # stored as [in, out] so that `x @ w` is the numpy/ONNX convention
+        self.wq = nn.Parameter(torch.empty(d, d))
+        self.wk = nn.Parameter(torch.empty(d, d))
+        self.wv = nn.Parameter(torch.empty(d, d))
+        self.wo = nn.Parameter(torch.empty(d, d))
+        self.ln2 = nn.LayerNorm(d, eps=LAYERNORM_EPS)
+        self.w1 = nn.Parameter(torch.empty(d, f))
+        self.w2 = nn.Parameter(torch.empty(f, d))
+
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
+        # x: [B,T,D]; attn_bias: [H,T,T] (causal ALiBi, -inf above the diagonal)
+        b, t, d = x.shape
+        h, hd = self.shape.n_heads, self.shape.head_dim
+        xn = self.ln1(x)
+        q = (xn @ self.wq).view(b, t, h, hd).transpose(1, 2)  # [B,H,T,hd]
+        k = (xn @ self.wk).view(b, t, h, hd).transpose(1, 2)
+        v = (xn @ self.wv).view(b, t, h, hd).transpose(1, 2)
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias.to(q.dtype))
+        x = x + attn.transpose(1, 2).reshape(b, t, d) @ self.wo
+        x = x + F.gelu(self.ln2(x) @ self.w1) @ self.w2
+        return x
+
+
+class WordLM(nn.Module):
+    """Full-sequence causal forward of the decode-step model (training only)."""
+
+    def __init__(self, shape: ModelShape):
+        super().__init__()
+        self.shape = shape
+        self.embedding = nn.Parameter(torch.empty(shape.vocab_size, shape.d_model))
+        self.blocks = nn.ModuleList(Block(shape) for _ in range(shape.n_layers))
+        self.ln_f = nn.LayerNorm(shape.d_model, eps=LAYERNORM_EPS)
+        self.register_buffer("slopes", torch.from_numpy(alibi_slopes(shape.n_heads)),
+                             persistent=False)
+        self._bias_cache: dict = {}
+
+    def reset_parameters(self, seed: int) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        std = 0.02
+        proj_std = std / math.sqrt(2 * self.shape.n_layers)
+        with torch.no_grad():
+            self.embedding.copy_(torch.randn(self.embedding.shape, generator=gen) * std)
+            for block in self.blocks:
+                for name in ("wq", "wk", "wv", "w1"):
+                    p = getattr(block, name)
+                    p.copy_(torch.randn(p.shape, generator=gen) * std)
+                for name in ("wo", "w2"):
+                    p = getattr(block, name)
+                    p.copy_(torch.randn(p.shape, generator=gen) * proj_std)
+
+    def alibi_bias(self, t: int, device, dtype=torch.float32) -> torch.Tensor:
+        """[H,T,T]: -slope_h * (i - j) for j <= i, -inf above the diagonal."""
+        key = (t, str(device))
+        if key not in self._bias_cache:
+            pos = torch.arange(t, device=device)
+            dist = (pos[:, None] - pos[None, :]).to(torch.float32)  # [T,T] query - key
+            bias = -self.slopes.to(device)[:, None, None] * dist[None]
+            bias = bias.masked_fill(dist[None] < 0, float("-inf"))
+            self._bias_cache[key] = bias
+        return self._bias_cache[key].to(dtype)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens: int64 [B,T] -> logits float [B,T,V]."""
+        x = self.embedding[tokens]
+        bias = self.alibi_bias(tokens.shape[1], tokens.device)
+        for block in self.blocks:
+            x = block(x, bias)
+        return self.ln_f(x) @ self.embedding.t()
+
+    def to_numpy_weights(self) -> dict[str, np.ndarray]:
+        """float32 weights named as runtime/reference_model.py expects."""
+        out = {weight_name(None, "embedding"): self.embedding,
+               weight_name(None, "ln_f.weight"): self.ln_f.weight,
+               weight_name(None, "ln_f.bias"): self.ln_f.bias}
+        for i, block in enumerate(self.blocks):
+            for what in LAYER_WEIGHTS:
+                mod, _, attr = what.partition(".")
+                param = getattr(getattr(block, mod), attr) if attr else getattr(block, mod)
+                out[weight_name(i, what)] = param
+        return {k: v.detach().float().cpu().numpy().copy() for k, v in out.items()}
+
+    def load_numpy_weights(self, weights: dict[str, np.ndarray]) -> None:
+        own = dict(self.named_parameters())
+        mapping = {weight_name(None, "embedding"): "embedding",
+                   weight_name(None, "ln_f.weight"): "ln_f.weight",
+                   weight_name(None, "ln_f.bias"): "ln_f.bias"}
+        for i in range(self.shape.n_layers):
+            for what in LAYER_WEIGHTS:
+                mapping[weight_name(i, what)] = f"blocks.{i}.{what}"
+        with torch.no_grad():
+            for np_name, torch_name in mapping.items():
+                own[torch_name].copy_(torch.from_numpy(np.asarray(weights[np_name])))
+
+
+def count_parameters(shape: ModelShape) -> int:
+    d, f, v, n = shape.d_model, shape.d_ff, shape.vocab_size, shape.n_layers
+    return v * d + 2 * d + n * (4 * d * d + 2 * d * f + 4 * d)

@@ -1,0 +1,147 @@
+"""The static-shape ONNX decode step of docs/design.md, built node by node from numpy weights.
+
+Built with `onnx.helper` rather than traced from PyTorch so that every op and layout is the one
+that lowered correctly through tpu-mlir (PLATFORM.md): the query is reshaped straight to
+[1,H,1,hd] (no Transpose), the K cache arrives transposed [1,H,hd,W], the new key/value are
+concatenated onto the caches (the token attends to itself), ALiBi enters as an additive bias
+`Concat(mask - slope_h * dist, 0)`. The embedding lookup stays on the host (no Gather).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from model_export.model import LAYERNORM_EPS, ModelShape, alibi_slopes, weight_name
+
+OPSET = 17  # LayerNormalization is an opset-17 op; tpu-mlir's converter reads it directly
+
+
+def input_specs(shape: ModelShape, window: int) -> list[tuple[str, list[int]]]:
+    """Decode-step inputs (name, shape), all float32, in graph order."""
+    h, hd = shape.n_heads, shape.head_dim
+    specs = [("x", [1, 1, shape.d_model]), ("mask", [1, 1, 1, window]),
+             ("dist", [1, 1, 1, window])]
+    for layer in range(shape.n_layers):
+        specs.append((f"k_cache_{layer}", [1, h, hd, window]))
+        specs.append((f"v_cache_{layer}", [1, h, window, hd]))
+    return specs
+
+
+def output_specs(shape: ModelShape) -> list[tuple[str, list[int]]]:
+    """Decode-step outputs (name, shape), all float32, in graph order."""
+    h, hd = shape.n_heads, shape.head_dim
+    specs = [("logits", [1, shape.vocab_size])]
+    for layer in range(shape.n_layers):
+        specs.append((f"k_new_{layer}", [1, h, hd, 1]))
+        specs.append((f"v_new_{layer}", [1, h, 1, hd]))
+    return specs
+
+
+class _GraphBuilder:
+    def __init__(self):
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], output: str, **attrs) -> str:
+        self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attrs))
+        return output
+
+
+def build_decode_step(weights: dict[str, np.ndarray], shape: ModelShape, window: int,
+                      debug_outputs: bool = False) -> onnx.ModelProto:
+    """ONNX ModelProto of one decode step with a window of `window` slots.
+
+    debug_outputs=True also exposes each layer's residual stream (`layer{l}_out`, [1,1,D]) as a
+    graph output, for bisecting a compiled graph that disagrees (`edgetype verify --debug`).
+    """
+    d, h, hd, n_layers = shape.d_model, shape.n_heads, shape.head_dim, shape.n_layers
+    f32 = lambda name: np.asarray(weights[name], dtype=np.float32)  # noqa: E731
+    g = _GraphBuilder()
+
+    shape_q = g.const("shape_q", np.array([1, h, 1, hd], np.int64))
+    shape_k = g.const("shape_k", np.array([1, h, hd, 1], np.int64))
+    shape_v = g.const("shape_v", np.array([1, h, 1, hd], np.int64))
+    shape_x = g.const("shape_x", np.array([1, 1, d], np.int64))
+
+    # ALiBi bias over the W slots plus the new token (distance 0): [1,H,1,W+1], shared by layers
+    # cv18xx broadcasts only the right operand of a binary op (TgBroadcastKernel), so dist is
+    # first repeated over the heads and the mask comes last.
+    neg_slopes = g.const("alibi_neg_slopes", -alibi_slopes(h).reshape(1, h, 1, 1))
+    dist_heads = g.op("Concat", ["dist"] * h, "dist_heads", axis=1)  # [1,H,1,W]
+    alibi = g.op("Mul", [dist_heads, neg_slopes], "alibi_bias")  # [1,H,1,W]
+    slot_bias = g.op("Add", [alibi, "mask"], "slot_bias")  # [1,H,1,W]
+    self_bias = g.const("self_bias", np.zeros((1, h, 1, 1), np.float32))
+    attn_bias = g.op("Concat", [slot_bias, self_bias], "attn_bias", axis=3)  # [1,H,1,W+1]
+
+    inv_sqrt_hd = g.const("inv_sqrt_hd", np.array(1.0 / math.sqrt(hd), np.float32))
+    half = g.const("half", np.array(0.5, np.float32))
+    one = g.const("one", np.array(1.0, np.float32))
+    gelu_c = g.const("gelu_c", np.array(math.sqrt(2.0 / math.pi), np.float32))
+    gelu_c3 = g.const("gelu_c3", np.array(0.044715, np.float32))
+
+    x = "x"  # [1,1,D]
+    for l in range(n_layers):  # noqa: E741
+        w = lambda what: f32(weight_name(l, what))  # noqa: E731, B023
+        p = f"l{l}_"
+        xn = g.op("LayerNormalization", [x, g.const(p + "ln1_g", w("ln1.weight")),
+                                         g.const(p + "ln1_b", w("ln1.bias"))],
+                  p + "ln1", axis=-1, epsilon=LAYERNORM_EPS)
+        q = g.op("MatMul", [xn, g.const(p + "wq", w("attn.wq"))], p + "q_flat")  # [1,1,D]
+        q = g.op("Reshape", [q, shape_q], p + "q")  # [1,H,1,hd], no Transpose (PLATFORM.md)
+        k = g.op("MatMul", [xn, g.const(p + "wk", w("attn.wk"))], p + "k_flat")
+        k_new = g.op("Reshape", [k, shape_k], f"k_new_{l}")  # [1,H,hd,1]
+        v = g.op("MatMul", [xn, g.const(p + "wv", w("attn.wv"))], p + "v_flat")
+        v_new = g.op("Reshape", [v, shape_v], f"v_new_{l}")  # [1,H,1,hd]
+        keys = g.op("Concat", [f"k_cache_{l}", k_new], p + "keys", axis=3)  # [1,H,hd,W+1]
+        values = g.op("Concat", [f"v_cache_{l}", v_new], p + "values", axis=2)  # [1,H,W+1,hd]
+        scores = g.op("MatMul", [q, keys], p + "scores_raw")  # [1,H,1,W+1]
+        scores = g.op("Mul", [scores, inv_sqrt_hd], p + "scores_scaled")
+        scores = g.op("Add", [scores, attn_bias], p + "scores")
+        probs = g.op("Softmax", [scores], p + "probs", axis=-1)
+        ctx = g.op("MatMul", [probs, values], p + "ctx")  # [1,H,1,hd]
+        ctx = g.op("Reshape", [ctx, shape_x], p + "ctx_flat")  # [1,1,D]
+        attn = g.op("MatMul", [ctx, g.const(p + "wo", w("attn.wo"))], p + "attn_out")
+        x = g.op("Add", [x, attn], p + "resid1")
+        xn = g.op("LayerNormalization", [x, g.const(p + "ln2_g", w("ln2.weight")),
+                                         g.const(p + "ln2_b", w("ln2.bias"))],
+                  p + "ln2", axis=-1, epsilon=LAYERNORM_EPS)
+        hidden = g.op("MatMul", [xn, g.const(p + "w1", w("mlp.w1"))], p + "ffn_in")  # [1,1,F]
+        hidden = g.op("Add", [hidden, g.const(p + "b1", w("mlp.b1"))], p + "ffn_in_b")
+        # GELU, tanh form (runtime/reference_model.py): 0.5 h (1 + tanh(sqrt(2/pi) (h + 0.044715 h^3)))
+        cube = g.op("Mul", [g.op("Mul", [hidden, hidden], p + "gelu_sq"), hidden], p + "gelu_cube")
+        inner = g.op("Add", [hidden, g.op("Mul", [cube, gelu_c3], p + "gelu_c3h3")], p + "gelu_poly")
+        tanh = g.op("Tanh", [g.op("Mul", [inner, gelu_c], p + "gelu_arg")], p + "gelu_tanh")
+        gate = g.op("Mul", [g.op("Add", [tanh, one], p + "gelu_1p"), half], p + "gelu_gate")
+        hidden = g.op("Mul", [hidden, gate], p + "gelu")
+        ffn = g.op("MatMul", [hidden, g.const(p + "w2", w("mlp.w2"))], p + "ffn_out")  # [1,1,D]
+        ffn = g.op("Add", [ffn, g.const(p + "b2", w("mlp.b2"))], p + "ffn_out_b")
+        x = g.op("Add", [x, ffn], f"layer{l}_out")
+
+    xn = g.op("LayerNormalization", [x, g.const("lnf_g", f32(weight_name(None, "ln_f.weight"))),
+                                     g.const("lnf_b", f32(weight_name(None, "ln_f.bias")))],
+              "ln_f", axis=-1, epsilon=LAYERNORM_EPS)
+    head = g.const("head", np.ascontiguousarray(f32(weight_name(None, "embedding")).T))  # [D,V]
+    logits = g.op("MatMul", [xn, head], "logits_3d")  # [1,1,V]
+    g.op("Reshape", [logits, g.const("shape_logits", np.array([1, shape.vocab_size], np.int64))],
+         "logits")
+
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
+              for n, s in input_specs(shape, window)]
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
+               for n, s in output_specs(shape)]
+    if debug_outputs:
+        outputs += [helper.make_tensor_value_info(f"layer{l}_out", TensorProto.FLOAT, [1, 1, d])
+                    for l in range(n_layers)]  # noqa: E741
+    graph = helper.make_graph(g.nodes, "edgetype_decode_step", inputs, outputs, g.initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="edgetype")
+    model.ir_version = 8  # readable by the onnx 1.14 inside the tpu-mlir toolchain
+    onnx.checker.check_model(model)
+    return model

@@ -1,0 +1,67 @@
+"""`edgetype` command line: one dispatcher, each package registers its own subcommands.
+
+Every package owns a `cli.py` with `register(subparsers, groups)`; `groups` holds the shared
+sub-command groups (`eval`, `bench`, `board`) so that e.g. `eval ksr` (runtime) and `eval window`
+(kv_window) live in their own packages. A subcommand stores its handler as `func` and returns an
+exit code. Errors that are the user's (bad file, missing toolchain) are raised as `UserError` and
+printed as one line, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from runtime.errors import UserError
+
+# (module, what it provides) in the order they appear in `edgetype --help`
+_SUBCOMMAND_MODULES = [
+    "tpu_driver.cli",  # info, selftest
+    "model_export.cli",  # toolchain, corpus, train, export, verify
+    "runtime.cli_engine",  # eval ksr, bench latency, suggest
+    "kv_window.cli",  # eval window
+    "keyboard_ui.cli",  # demo
+    "board_tests.cli",  # board test, board deploy
+    "firmware.cli",  # firmware overlay
+]
+_GROUPS = {
+    "eval": "measure suggestion quality (EVALUATION.md)",
+    "bench": "measure speed (EVALUATION.md)",
+    "board": "talk to a board over its serial console",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgetype",
+        description="Keyboard autocomplete with a transformer LM on cvitek CV180x/CV181x TPUs.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    groups = {}
+    for name, help_text in _GROUPS.items():
+        group_parser = subparsers.add_parser(name, help=help_text)
+        groups[name] = group_parser.add_subparsers(dest=f"{name}_command", metavar="WHAT")
+        group_parser.set_defaults(func=lambda args, p=group_parser: (p.print_help(), 2)[1])
+    for module_name in _SUBCOMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers, groups)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as error:
+        print(f"edgetype: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgetype: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Word-level tokenizer with casing restoration (docs/design.md, "Tokenizer").
+
+Tokens: lowercased words (maximal runs of `[A-Za-z0-9']`, as EVALUATION.md defines a word), single
+punctuation characters, and specials. Spaces are implied between tokens; a run of whitespace
+holding a line break is one `<nl>`. Suggestions are vocabulary words chosen by a lowercased prefix
+and then cased (`apply_casing`). numpy + stdlib only: this runs on the board.
+"""
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+PAD, UNK, BOS, NL = "<pad>", "<unk>", "<bos>", "<nl>"
+SPECIALS = (PAD, UNK, BOS, NL)
+PAD_ID, UNK_ID, BOS_ID, NL_ID = range(4)
+FORMAT = "edgetype-word-tokenizer"
+FORMAT_VERSION = 1
+
+WORD_CHARS = re.compile(r"[A-Za-z0-9']")
+_PIECES = re.compile(r"[A-Za-z0-9']+|\s*\n\s*|[^\sA-Za-z0-9']")
+_SENTENCE_END = re.compile(r"(^|[.!?][\"')\]]*|\n)\s*$")
+
+
+def split_pieces(text: str) -> Iterator[tuple[str, bool]]:
+    """Yield (piece, is_word) for the words, line breaks ("\\n") and punctuation of `text`."""
+    for match in _PIECES.finditer(text):
+        piece = match.group()
+        if "\n" in piece:
+            yield "\n", False
+        elif WORD_CHARS.match(piece):
+            yield piece, True
+        else:
+            yield piece, False
+
+
+def is_sentence_start(text_before: str) -> bool:
+    """True when the next word starts a sentence: empty text, or after . ! ? (and quotes) or a line break."""
+    return bool(_SENTENCE_END.search(text_before[-64:]))
+
+
+def apply_casing(word: str, typed_prefix: str, sentence_start: bool, usual_form: str | None = None) -> str:
+    """The surface form to suggest for lowercase vocabulary `word` after `typed_prefix` was typed.
+
+    The result always starts with `typed_prefix` exactly (suggestions are completions). An
+    all-caps prefix of 2+ letters gives an all-caps word; otherwise the rest follows the word's
+    usual form in the training text, capitalised at a sentence start.
+    """
+    form = usual_form or word
+    if typed_prefix:
+        letters = [c for c in typed_prefix if c.isalpha()]
+        if len(letters) >= 2 and all(c.isupper() for c in letters):
+            return typed_prefix + form[len(typed_prefix):].upper()
+        return typed_prefix + form[len(typed_prefix):]
+    if sentence_start and form[:1].islower():
+        return form[:1].upper() + form[1:]
+    return form
+
+
+class Tokenizer:
+    """Vocabulary (id -> token), the usual casing of each word, and a sorted prefix index."""
+
+    def __init__(self, tokens: list[str], casing: dict[str, str] | None = None):
+        if tuple(tokens[: len(SPECIALS)]) != SPECIALS:
+            raise ValueError(f"tokenizer must start with the specials {SPECIALS}")
+        self.tokens = list(tokens)  # (V,) id -> token
+        self.casing = dict(casing or {})  # lowercase word -> usual surface form, where they differ
+        self.ids = {token: i for i, token in enumerate(self.tokens)}
+        if len(self.ids) != len(self.tokens):
+            raise ValueError("tokenizer has duplicate tokens")
+        # Prefix index over word tokens only: sorted words and their ids, for bisect.
+        word_ids = [i for i, t in enumerate(self.tokens) if i >= len(SPECIALS) and WORD_CHARS.match(t)]
+        word_ids.sort(key=lambda i: self.tokens[i])
+        self.sorted_words = [self.tokens[i] for i in word_ids]  # (n_words,) sorted lowercase words
+        self.sorted_word_ids = np.array(word_ids, dtype=np.int64)  # (n_words,) ids in that order
+        self.is_word = np.zeros(len(self.tokens), dtype=bool)  # (V,) True for word tokens
+        self.is_word[self.sorted_word_ids] = True
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def tokenizer_id(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    # -- text -> ids ---------------------------------------------------------------------------
+    def token_id(self, piece: str, is_word: bool) -> int:
+        if piece == "\n":
+            return NL_ID
+        return self.ids.get(piece.lower() if is_word else piece, UNK_ID)
+
+    def encode(self, text: str, bos: bool = False) -> list[int]:
+        ids = [BOS_ID] if bos else []
+        ids.extend(self.token_id(piece, is_word) for piece, is_word in split_pieces(text))
+        return ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        out = []
+        for i in ids:
+            token = self.tokens[i]
+            out.append("\n" if token == NL else "" if token in (PAD, BOS) else token)
+        return " ".join(out)
+
+    # -- suggestions ---------------------------------------------------------------------------
+    def prefix_ids(self, prefix: str) -> np.ndarray:
+        """Ids of the vocabulary words starting with `prefix` (case-insensitive): a view, no copy."""
+        if not prefix:
+            return self.sorted_word_ids
+        low = prefix.lower()
+        start = bisect.bisect_left(self.sorted_words, low)
+        end = bisect.bisect_left(self.sorted_words, low + "\x7f", lo=start)
+        return self.sorted_word_ids[start:end]
+
+    def surface(self, token_id: int, typed_prefix: str, sentence_start: bool) -> str:
+        word = self.tokens[token_id]
+        return apply_casing(word, typed_prefix, sentence_start, self.casing.get(word))
+
+    # -- building and files --------------------------------------------------------------------
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int = 8192, min_count: int = 2) -> "Tokenizer":
+        """Most frequent words and punctuation of `texts`; casing = most frequent mid-sentence form."""
+        counts: Counter[str] = Counter()
+        forms: Counter[tuple[str, str]] = Counter()
+        for text in texts:
+            sentence_start = True
+            for piece, is_word in split_pieces(text):
+                if is_word:
+                    low = piece.lower()
+                    counts[low] += 1
+                    if not sentence_start:
+                        forms[(low, piece)] += 1
+                    sentence_start = False
+                else:
+                    if piece != "\n":
+                        counts[piece] += 1
+                    if piece == "\n" or piece in ".!?":
+                        sentence_start = True
+        budget = vocab_size - len(SPECIALS)
+        chosen = [t for t, c in counts.most_common() if c >= min_count][:budget]
+        best_form: dict[str, tuple[int, str]] = {}
+        for (low, form), n in forms.items():
+            if n > best_form.get(low, (0, ""))[0]:
+                best_form[low] = (n, form)
+        casing = {low: best_form[low][1] for low in chosen if low in best_form and best_form[low][1] != low}
+        return cls(list(SPECIALS) + chosen, casing)
+
+    def to_json(self) -> str:
+        return json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, "tokens": self.tokens,
+                           "casing": dict(sorted(self.casing.items()))}, ensure_ascii=False, sort_keys=True)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json(), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Tokenizer":
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: not a readable tokenizer file ({error})") from error
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(f"{path}: not an {FORMAT} file")
+        if data.get("format_version", 0) > FORMAT_VERSION:
+            raise ValueError(f"{path}: tokenizer format {data['format_version']} is newer than this edgetype ({FORMAT_VERSION})")
+        return cls(data["tokens"], data.get("casing", {}))

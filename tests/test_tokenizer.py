@@ -1,0 +1,68 @@
+"""Word tokenizer, prefix index and casing (runtime/tokenizer.py)."""
+import pytest
+
+from runtime.tokenizer import (BOS_ID, NL_ID, UNK_ID, Tokenizer, apply_casing, is_sentence_start,
+                               split_pieces)
+
+TEXT = ("The cat sat on the mat. The dog didn't. I think London is big, and I like London.\n\n"
+        "Then the cat ran to the dog and the cat sat.")
+
+
+def test_split_pieces_words_punctuation_and_line_breaks():
+    assert list(split_pieces("Don't stop,\n\n  now!")) == [
+        ("Don't", True), ("stop", True), (",", False), ("\n", False), ("now", True), ("!", False)]
+
+
+def test_encode_roundtrip_and_unknowns():
+    tok = Tokenizer.train([TEXT], vocab_size=100, min_count=1)
+    ids = tok.encode("the cat zebra.\nthe", bos=True)
+    assert ids[0] == BOS_ID and UNK_ID in ids and NL_ID in ids
+    assert tok.decode(tok.encode("the cat sat.")) == "the cat sat ."
+
+
+def test_vocab_size_is_respected_and_frequent_first():
+    tok = Tokenizer.train([TEXT], vocab_size=8, min_count=1)
+    assert tok.vocab_size == 8
+    assert "the" in tok.ids and "cat" in tok.ids
+
+
+def test_casing_learned_mid_sentence():
+    tok = Tokenizer.train([TEXT], vocab_size=100, min_count=1)
+    assert tok.casing["i"] == "I" and tok.casing["london"] == "London"
+    assert "the" not in tok.casing  # "The" only at sentence starts
+
+
+def test_prefix_ids_is_case_insensitive_and_exact():
+    tok = Tokenizer.train([TEXT], vocab_size=100, min_count=1)
+    words = {tok.tokens[i] for i in tok.prefix_ids("Th")}
+    assert words == {"the", "then", "think"}
+    assert len(tok.prefix_ids("zzz")) == 0
+    assert all(tok.is_word[i] for i in tok.prefix_ids(""))
+
+
+@pytest.mark.parametrize("word,prefix,start,usual,expected", [
+    ("the", "", True, None, "The"),
+    ("the", "", False, None, "the"),
+    ("the", "T", False, None, "The"),
+    ("the", "TH", False, None, "THE"),
+    ("london", "", False, "London", "London"),
+    ("london", "l", False, "London", "london"),
+    ("i", "", False, "I", "I"),
+])
+def test_apply_casing(word, prefix, start, usual, expected):
+    assert apply_casing(word, prefix, start, usual) == expected
+
+
+def test_sentence_start():
+    assert is_sentence_start("") and is_sentence_start("Hi. ") and is_sentence_start('He said "no!" ')
+    assert is_sentence_start("line\n") and not is_sentence_start("Hello, ")
+
+
+def test_save_load_and_bad_file(tmp_path):
+    tok = Tokenizer.train([TEXT], vocab_size=50, min_count=1)
+    tok.save(tmp_path / "t.json")
+    again = Tokenizer.load(tmp_path / "t.json")
+    assert again.tokens == tok.tokens and again.tokenizer_id == tok.tokenizer_id
+    (tmp_path / "bad.json").write_bytes(b"\xff\x00garbage")
+    with pytest.raises(ValueError, match="bad.json"):
+        Tokenizer.load(tmp_path / "bad.json")
