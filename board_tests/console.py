@@ -7,7 +7,7 @@ noise (wrong baud rate) all end in a `BoardError` naming what was seen, never in
 
 Commands are framed by sentinels so that their output and exit code can be cut out of whatever
 else the console prints (kernel messages, echo):
-    echo __ET_<nonce>_''B__; <command>; echo __ET_<nonce>_$?__
+    echo __ET_<nonce>_''B__; <command>; echo __ET_<nonce>_$?__      (one line)
 The echo of that line contains `''B` and `$?`, the output contains `B` and the exit code, so the
 echo never matches the output patterns.
 """
@@ -197,9 +197,11 @@ class BoardConsole:
                 key, _, _ = self.wait_for(patterns, min(left, 3.0), what="a login or shell prompt")
             except BoardLineNoise:
                 raise
-            except BoardTimeout:
+            except BoardTimeout as error:
                 if time.monotonic() >= deadline:
-                    raise
+                    raise BoardTimeout(f"{self.name}: no login or shell prompt within "
+                                       f"{timeout_s:.0f} s ({error}); is the board powered and "
+                                       f"on this port?") from None
                 self.write(b"\r")  # a board that was busy printing: ask again
                 continue
             if key == "failed":
@@ -225,7 +227,10 @@ class BoardConsole:
         nonce = secrets.token_hex(4).encode()
         begin = re.compile(rb"__ET_" + nonce + rb"_B__\r?\n")
         end = re.compile(rb"__ET_" + nonce + rb"_(\d+)__")
-        line = b"echo __ET_" + nonce + b"_''B__; " + command.encode() + b"\necho __ET_" + nonce + b"_$?__\r"
+        if "\n" in command or "\r" in command:
+            raise ValueError("one command line at a time (join with ';')")
+        line = (b"echo __ET_" + nonce + b"_''B__; " + command.encode() + b"; echo __ET_" + nonce
+                + b"_$?__\r")
         short = command if len(command) <= 60 else command[:57] + "..."
         started = time.monotonic()
         self.write(line)
@@ -235,9 +240,12 @@ class BoardConsole:
             left = max(0.5, timeout_s - (time.monotonic() - started))
             _, raw_output, match = self.wait_for({"end": end}, left, what=f"the end of `{short}`",
                                                  reboot_check=True)
-        except BoardRebooted:
+        except BoardRebooted as error:
+            error.partial_output = self.buffer.decode("utf-8", "replace")
+            self.buffer = b""
             raise
-        except BoardTimeout:
+        except BoardTimeout as error:
+            error.partial_output = self.buffer.decode("utf-8", "replace")
             self.write(b"\x03")  # Ctrl-C: leave a usable shell for the next command
             self.drain(0.3, 2.0)
             self.buffer = b""

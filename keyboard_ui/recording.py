@@ -49,11 +49,11 @@ class EventRecorder:
             self._file.close()
 
 
-def _int_field(record: dict, name: str, path: str, line_number: int) -> int:
+def _int_field(record: dict, name: str, path: str, line_number: int, low: int, high: int) -> int:
     value = record.get(name)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFFFF_FFFF:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise RecordingError(
-            f"{path}:{line_number}: field {name!r} must be a non-negative integer, got {value!r}; "
+            f"{path}:{line_number}: field {name!r} must be an integer in [{low}, {high}], got {value!r}; "
             'expected {"sec": float, "type": int, "code": int, "value": int}'
         )
     return value
@@ -89,9 +89,9 @@ def read_recording(path: str) -> list[InputEvent]:
         events.append(
             InputEvent(
                 float(sec),
-                _int_field(record, "type", path, line_number),
-                _int_field(record, "code", path, line_number),
-                _int_field(record, "value", path, line_number),
+                _int_field(record, "type", path, line_number, 0, 0xFFFF),  # __u16 in struct input_event
+                _int_field(record, "code", path, line_number, 0, 0xFFFF),
+                _int_field(record, "value", path, line_number, -(2**31), 2**31 - 1),  # __s32
             )
         )
     return events

@@ -1,7 +1,63 @@
-"""Subcommands of this package for the `edgetype` CLI (see runtime/cli.py)."""
-from model_export.toolchain import register_toolchain
+"""Subcommands of this package for the `edgetype` CLI (see runtime/cli.py).
+
+toolchain (model_export/toolchain.py), corpus (model_export/corpus.py), train, export, verify.
+Heavy imports (torch, onnx, the toolchain) happen inside the handlers, so `edgetype --help`
+stays fast and works where they are missing.
+"""
+from __future__ import annotations
+
+
+def _cmd_train(args) -> int:
+    from model_export.train import run_train_command
+    return run_train_command(args)
+
+
+def _cmd_export(args) -> int:
+    from model_export.export import run_export_command
+    return run_export_command(args)
+
+
+def _cmd_verify(args) -> int:
+    from model_export.verify import run_verify_command
+    return run_verify_command(args)
 
 
 def register(subparsers, groups):
     """Add this package's subcommands; `groups` holds the shared `eval`/`bench`/`board` groups."""
-    register_toolchain(subparsers)
+    from model_export import toolchain
+    if hasattr(toolchain, "register_toolchain"):
+        toolchain.register_toolchain(subparsers)
+    try:
+        from model_export import corpus
+    except ImportError:
+        corpus = None
+    if corpus is not None and hasattr(corpus, "register_corpus"):
+        corpus.register_corpus(subparsers)
+
+    train = subparsers.add_parser("train", help="train the tokenizer and the model (PyTorch)")
+    from model_export.train import add_train_arguments
+    add_train_arguments(train)
+    train.set_defaults(func=_cmd_train)
+
+    export = subparsers.add_parser("export", help="export a trained model to a bundle (ONNX + cvimodel)")
+    export.add_argument("--chip", required=True, help="cv181x (Duo 256M) or cv180x (Duo); "
+                                                      "'none' writes an onnx-only bundle")
+    export.add_argument("--quant", default="bf16", help="bf16 or int8")
+    export.add_argument("--window", type=int, default=None, help="KV window W (default: config.json)")
+    export.add_argument("--model", default="models/default", help="trained model folder")
+    export.add_argument("--corpus", default="models/corpus",
+                        help="folder with valid.txt.gz (INT8 calibration and golden.json text)")
+    export.add_argument("-o", "--output", required=True, help="bundle folder to write")
+    export.add_argument("--keep-intermediates", default=None, metavar="DIR",
+                        help="copy the tpu-mlir work folder (mlir, logs) here")
+    export.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    export.set_defaults(func=_cmd_export)
+
+    verify = subparsers.add_parser("verify", help="compare a bundle's cvimodel (cmodel) with its ONNX step by step")
+    verify.add_argument("bundle", nargs="?", default="models/bundles/cv181x-bf16-w128")
+    verify.add_argument("--steps", type=int, default=64)
+    verify.add_argument("--corpus", default="models/corpus", help="folder with valid.txt.gz")
+    verify.add_argument("--debug", action="store_true",
+                        help="name the first compiled tensor that diverges from onnxruntime")
+    verify.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    verify.set_defaults(func=_cmd_verify)

@@ -5,8 +5,8 @@ runs the same network over a whole sequence at once with a causal ALiBi bias, wh
 training needs. `tests/test_model_twin.py` checks that both give the same logits.
 
 Architecture (docs/design.md): word-level, pre-LayerNorm, ALiBi (slope_h = 2^(-8(h+1)/H)), no
-biases in the linear layers, GELU (erf form) FFN, final LayerNorm, output head tied to the
-embedding. Weights leave this module as a float32 dict named as the numpy reference expects
+biases in the attention projections, FFN with biases and tanh-form GELU (as the numpy reference),
+final LayerNorm, output head tied to the embedding. Weights leave this module as a float32 dict named as the numpy reference expects
 (`to_numpy_weights`), and come back with `from_numpy_weights`.
 """
 from __future__ import annotations
@@ -58,16 +58,20 @@ def weight_name(layer: int | None, what: str) -> str:
     return what if layer is None else f"layers.{layer}.{what}"
 
 
-LAYER_WEIGHTS = ("ln1.weight", "ln1.bias", "wq", "wk", "wv", "wo",
-                 "ln2.weight", "ln2.bias", "w1", "w2")
+# numpy name (after "layers.{l}.") -> attribute path inside Block
+LAYER_WEIGHTS = {"ln1.weight": "ln1.weight", "ln1.bias": "ln1.bias",
+                 "attn.wq": "wq", "attn.wk": "wk", "attn.wv": "wv", "attn.wo": "wo",
+                 "ln2.weight": "ln2.weight", "ln2.bias": "ln2.bias",
+                 "mlp.w1": "w1", "mlp.b1": "b1", "mlp.w2": "w2", "mlp.b2": "b2"}
 GLOBAL_WEIGHTS = ("embedding", "ln_f.weight", "ln_f.bias")
 
 
 class Block(nn.Module):
-    def __init__(self, shape: ModelShape):
+    def __init__(self, shape: ModelShape, dropout: float = 0.0):
         super().__init__()
         d, f = shape.d_model, shape.d_ff
         self.shape = shape
+        self.dropout = dropout  # training only; the exported decode step has none
         self.ln1 = nn.LayerNorm(d, eps=LAYERNORM_EPS)
         # stored as [in, out] so that `x @ w` is the numpy/ONNX convention
         self.wq = nn.Parameter(torch.empty(d, d))
@@ -76,7 +80,9 @@ class Block(nn.Module):
         self.wo = nn.Parameter(torch.empty(d, d))
         self.ln2 = nn.LayerNorm(d, eps=LAYERNORM_EPS)
         self.w1 = nn.Parameter(torch.empty(d, f))
+        self.b1 = nn.Parameter(torch.zeros(f))
         self.w2 = nn.Parameter(torch.empty(f, d))
+        self.b2 = nn.Parameter(torch.zeros(d))
 
     def forward(self, x: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
         # x: [B,T,D]; attn_bias: [H,T,T] (causal ALiBi, -inf above the diagonal)
@@ -86,20 +92,22 @@ class Block(nn.Module):
         q = (xn @ self.wq).view(b, t, h, hd).transpose(1, 2)  # [B,H,T,hd]
         k = (xn @ self.wk).view(b, t, h, hd).transpose(1, 2)
         v = (xn @ self.wv).view(b, t, h, hd).transpose(1, 2)
-        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias.to(q.dtype))
-        x = x + attn.transpose(1, 2).reshape(b, t, d) @ self.wo
-        x = x + F.gelu(self.ln2(x) @ self.w1) @ self.w2
+        p = self.dropout if self.training else 0.0
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias.to(q.dtype), dropout_p=p)
+        x = x + F.dropout(attn.transpose(1, 2).reshape(b, t, d) @ self.wo, p, self.training)
+        ffn = F.gelu(self.ln2(x) @ self.w1 + self.b1, approximate="tanh") @ self.w2 + self.b2
+        x = x + F.dropout(ffn, p, self.training)
         return x
 
 
 class WordLM(nn.Module):
     """Full-sequence causal forward of the decode-step model (training only)."""
 
-    def __init__(self, shape: ModelShape):
+    def __init__(self, shape: ModelShape, dropout: float = 0.0):
         super().__init__()
         self.shape = shape
         self.embedding = nn.Parameter(torch.empty(shape.vocab_size, shape.d_model))
-        self.blocks = nn.ModuleList(Block(shape) for _ in range(shape.n_layers))
+        self.blocks = nn.ModuleList(Block(shape, dropout) for _ in range(shape.n_layers))
         self.ln_f = nn.LayerNorm(shape.d_model, eps=LAYERNORM_EPS)
         self.register_buffer("slopes", torch.from_numpy(alibi_slopes(shape.n_heads)),
                              persistent=False)
@@ -144,10 +152,9 @@ class WordLM(nn.Module):
                weight_name(None, "ln_f.weight"): self.ln_f.weight,
                weight_name(None, "ln_f.bias"): self.ln_f.bias}
         for i, block in enumerate(self.blocks):
-            for what in LAYER_WEIGHTS:
-                mod, _, attr = what.partition(".")
-                param = getattr(getattr(block, mod), attr) if attr else getattr(block, mod)
-                out[weight_name(i, what)] = param
+            own = dict(block.named_parameters())
+            for what, attr in LAYER_WEIGHTS.items():
+                out[weight_name(i, what)] = own[attr]
         return {k: v.detach().float().cpu().numpy().copy() for k, v in out.items()}
 
     def load_numpy_weights(self, weights: dict[str, np.ndarray]) -> None:
@@ -156,8 +163,8 @@ class WordLM(nn.Module):
                    weight_name(None, "ln_f.weight"): "ln_f.weight",
                    weight_name(None, "ln_f.bias"): "ln_f.bias"}
         for i in range(self.shape.n_layers):
-            for what in LAYER_WEIGHTS:
-                mapping[weight_name(i, what)] = f"blocks.{i}.{what}"
+            for what, attr in LAYER_WEIGHTS.items():
+                mapping[weight_name(i, what)] = f"blocks.{i}.{attr}"
         with torch.no_grad():
             for np_name, torch_name in mapping.items():
                 own[torch_name].copy_(torch.from_numpy(np.asarray(weights[np_name])))
@@ -165,4 +172,4 @@ class WordLM(nn.Module):
 
 def count_parameters(shape: ModelShape) -> int:
     d, f, v, n = shape.d_model, shape.d_ff, shape.vocab_size, shape.n_layers
-    return v * d + 2 * d + n * (4 * d * d + 2 * d * f + 4 * d)
+    return v * d + 2 * d + n * (4 * d * d + 2 * d * f + 4 * d + f + d)

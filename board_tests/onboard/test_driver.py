@@ -1,0 +1,69 @@
+"""On the board: the driver loads the bundle, and the TPU forward matches the golden logits."""
+from __future__ import annotations
+
+import os
+
+from board_tests.onboard import boardenv
+
+
+def _open_backend(bundle_path):
+    from runtime.bundle import load_bundle
+    from tpu_driver.backends import open_backend
+
+    return open_backend(boardenv.backend_name(), load_bundle(bundle_path))
+
+
+def test_bundle_loads_and_passes_its_checks():
+    boardenv.require_board()
+    from runtime.bundle import load_bundle
+
+    path = boardenv.bundle_dir()
+    load_bundle(path)  # raises on a bad sha256, a wrong chip, a missing file
+    manifest = boardenv.read_manifest(path)
+    for key in ("format_version", "chip", "quant", "window", "inputs", "outputs", "files"):
+        assert key in manifest, f"{path}/manifest.json has no {key!r}"
+    if boardenv.backend_name() in ("tpu", "cmodel"):
+        assert os.path.isfile(os.path.join(path, "model.cvimodel")), \
+            f"{path} has no model.cvimodel: a TPU backend needs a compiled bundle"
+
+
+def test_tpu_device_and_module_present():
+    kind = boardenv.require_board()
+    if kind == "sim":
+        boardenv.skip("simulated board: no /dev/cvi-tpu0, the cmodel stands for the TPU")
+    dev = os.environ.get("TPU_DEV", os.path.join(boardenv.dev_dir(), "cvi-tpu0"))
+    assert os.path.exists(dev), (f"{dev} missing: load the TPU module "
+                                 "(insmod /mnt/system/ko/cv18*_tpu.ko) or run S99edgetype")
+    assert os.path.exists(os.path.join(boardenv.dev_dir(), "ion")), "/dev/ion missing"
+
+
+def test_driver_opens_the_requested_backend():
+    boardenv.require_board()
+    backend = _open_backend(boardenv.bundle_dir())
+    try:
+        assert backend.name == boardenv.backend_name()
+        for name in ("x", "mask", "dist", "k_cache_0", "v_cache_0"):
+            assert name in backend.inputs, f"backend input {name} missing: {sorted(backend.inputs)}"
+        assert "logits" in backend.outputs
+    finally:
+        backend.close()
+        backend.close()  # idempotent by contract
+
+
+def test_tpu_forward_matches_golden_logits():
+    boardenv.require_board()
+    from board_tests.onboard.decode import (SequentialDecoder, compare_with_golden,
+                                            load_embedding)
+
+    path = boardenv.bundle_dir()
+    golden = boardenv.read_golden(path)
+    quant = boardenv.read_manifest(path).get("quant", "bf16")
+    backend = _open_backend(path)
+    try:
+        decoder = SequentialDecoder(backend, load_embedding(path))
+        decoder.reset()
+        all_logits = [decoder.step(token).copy() for token in golden["tokens"]]
+    finally:
+        backend.close()
+    problems = compare_with_golden(all_logits, golden, quant, boardenv.backend_name())
+    assert not problems, f"{len(problems)} of {len(all_logits)} steps off: " + "; ".join(problems[:3])

@@ -1,0 +1,276 @@
+"""The demo loop: input events -> edit actions -> the engine session -> journal and screen.
+
+`Demo.handle(event)` is the whole per-keystroke path and has no I/O of its own beyond the
+injected screen/journal/recorder, so the same code runs for evdev keyboards, the terminal
+fallback and `--replay`. The three `run_*` functions are the device loops around it.
+
+Keystroke latency (EVALUATION.md) is measured from the moment the event reaches `handle` until
+the session's suggestions are ready (the screen update is not included).
+Counted keystrokes are edit actions (insert, Enter, Backspace, delete-word, accept); modifiers,
+Caps Lock and quit keys are not.
+"""
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+import time
+from typing import Callable, Iterable, Protocol, Sequence
+
+from keyboard_ui import events as E
+from keyboard_ui.events import Action, KeyEventDecoder, is_word_boundary
+from keyboard_ui.journal import Journal
+from keyboard_ui.recording import EventRecorder, InputEvent
+from keyboard_ui.render import Frame, TerminalScreen
+
+SUGGESTION_COUNT = 3
+
+
+class SuggestionLike(Protocol):
+    word: str
+    prob: float
+
+
+class SessionLike(Protocol):
+    """The engine contract (`runtime.engine.open_session`), as this package uses it."""
+
+    backend_name: str
+    text: str
+
+    def insert(self, text: str) -> object: ...
+    def backspace(self) -> object: ...
+    def delete_word(self) -> object: ...
+    def accept(self, i: int) -> str: ...
+    def suggestions(self, k: int = 3) -> Sequence[SuggestionLike]: ...
+    def close(self) -> None: ...
+
+
+class Shutdown(BaseException):
+    """SIGTERM/SIGHUP arrived: unwind through every `finally` (release keyboards, terminal)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+def install_shutdown_signals() -> dict:
+    """SIGTERM and SIGHUP raise `Shutdown` (SIGINT already raises KeyboardInterrupt)."""
+
+    def _raise(signum, frame):
+        raise Shutdown(signum)
+
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        previous[signum] = signal.signal(signum, _raise)
+    return previous
+
+
+def restore_signals(previous: dict) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+class Demo:
+    """One typing session: feeds events to the engine and keeps the journal and screen current."""
+
+    def __init__(
+        self,
+        session: SessionLike,
+        input_name: str,
+        screen: TerminalScreen | None = None,
+        journal: Journal | None = None,
+        recorder: EventRecorder | None = None,
+        on_caps_lock: Callable[[bool], object] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.session = session
+        self.input_name = input_name
+        self.screen = screen
+        self.journal = journal
+        self.recorder = recorder
+        self.on_caps_lock = on_caps_lock
+        self.clock = clock
+        self.decoder = KeyEventDecoder()
+        self.suggestions: list[str] = []  # words shown now; Tab/Alt+N index into this
+        self.quit = False
+        self.events = 0
+        self.keystrokes = 0
+        self.accepted = 0
+        self.latencies_ms: list[float] = []
+        self.render_bytes: list[int] = []  # bytes sent to the terminal per keystroke
+        self.last_latency_ms: float | None = None
+
+    # -- screen ---------------------------------------------------------------------------------
+    def frame(self) -> Frame:
+        return Frame(self.session.text, self.suggestions, self.session.backend_name, self.input_name,
+                     self.last_latency_ms)
+
+    def redraw(self) -> int:
+        return self.screen.draw(self.frame()) if self.screen else 0
+
+    def start(self) -> None:
+        """Suggestions for the text as it is (empty or restored) and the first full draw."""
+        self.suggestions = [s.word for s in self.session.suggestions(SUGGESTION_COUNT)]
+        self.redraw()
+
+    # -- the per-keystroke path -----------------------------------------------------------------
+    def handle(self, event: InputEvent, source: str = "") -> Action | None:
+        self.events += 1
+        if self.recorder is not None:
+            self.recorder.write(event)
+        action = self.decoder.feed(event.type, event.code, event.value, source)
+        if action is None:
+            return None
+        if action.kind == E.CAPS_LOCK:
+            if self.on_caps_lock is not None:
+                self.on_caps_lock(action.on)
+            return action
+        if action.kind == E.QUIT:
+            self.quit = True
+            return action
+        started = self.clock()
+        old_text = self.session.text
+        self._apply(action, old_text)
+        self.suggestions = [s.word for s in self.session.suggestions(SUGGESTION_COUNT)]
+        self.last_latency_ms = (self.clock() - started) * 1e3
+        self.keystrokes += 1
+        self.latencies_ms.append(self.last_latency_ms)
+        if self.journal is not None:
+            self.journal.record(old_text, self.session.text, is_word_boundary(action))
+        if self.screen is not None:
+            self.render_bytes.append(self.redraw())
+        return action
+
+    def _apply(self, action: Action, old_text: str) -> None:
+        if action.kind == E.INSERT:
+            self.session.insert(action.text)
+        elif action.kind in (E.BACKSPACE, E.DELETE_WORD):
+            if not old_text:
+                return  # nothing to delete at the start of the text
+            if action.kind == E.BACKSPACE:
+                self.session.backspace()
+            else:
+                self.session.delete_word()
+        elif action.kind == E.ACCEPT:
+            if action.index < len(self.suggestions):
+                self.session.accept(action.index)
+                self.accepted += 1
+
+    def summary(self) -> dict:
+        latencies = sorted(self.latencies_ms)
+
+        def percentile(q: float) -> float | None:
+            if not latencies:
+                return None
+            return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 3)
+
+        result = {
+            "text": self.session.text,
+            "keystrokes": self.keystrokes,
+            "accepted": self.accepted,
+            "backend": self.session.backend_name,
+            "input": self.input_name,
+            "events": self.events,
+            "keystroke_latency_ms": {"p50": percentile(0.50), "p95": percentile(0.95), "p99": percentile(0.99),
+                                     "max": round(latencies[-1], 3) if latencies else None},
+        }
+        if self.screen is not None and self.render_bytes:
+            result["render"] = {
+                "columns": self.screen.columns,
+                "rows": self.screen.rows,
+                "bytes_per_keystroke_mean": round(sum(self.render_bytes) / len(self.render_bytes), 1),
+                "bytes_per_keystroke_max": max(self.render_bytes),
+                "full_redraw_bytes": self.screen.full_redraw_bytes(self.frame()),
+            }
+        return result
+
+
+# -- device loops -------------------------------------------------------------------------------
+def run_replay(demo: Demo, recorded: Iterable[InputEvent], realtime: bool = False) -> None:
+    """Feed a recording; `realtime` sleeps to each event's `sec` (used to kill a run mid-session)."""
+    started = time.monotonic()
+    for event in recorded:
+        if realtime:
+            delay = event.sec - (time.monotonic() - started)
+            if delay > 0:
+                time.sleep(delay)
+        demo.handle(event)
+        if demo.quit:
+            return
+
+
+def run_terminal(demo: Demo, source, on_resize: Callable[[], object] | None = None) -> None:
+    """Read the raw terminal until Esc/^C/^D or end of input."""
+    started_wall_s = time.time()
+    while not demo.quit and not source.closed:
+        try:
+            key_events = source.poll(0.5)
+        except InterruptedError:
+            key_events = []
+        if on_resize is not None:
+            on_resize()
+        for event_type, code, value in key_events:
+            demo.handle(InputEvent(time.time() - started_wall_s, event_type, code, value), source="terminal")
+            if demo.quit:
+                return
+
+
+def run_evdev(demo: Demo, keyboards) -> None:
+    """Read the grabbed keyboards (with hotplug) until Esc/Ctrl+C/Ctrl+D."""
+    shown_devices: list[str] = []
+    while not demo.quit:
+        pairs = keyboards.poll(0.5)
+        for path in keyboards.gone:
+            demo.decoder.forget_source(path)
+        current = sorted(keyboards.devices)
+        if current != shown_devices:
+            shown_devices = current
+            demo.input_name = "evdev " + ",".join(current) if current else "no keyboard: plug one in"
+            demo.redraw()
+        for path, event in pairs:
+            demo.handle(event, source=path)
+            if demo.quit:
+                return
+
+
+class TerminalSizeWatcher:
+    """Polls the terminal size on SIGWINCH (flag set in the handler, acted on in the loop)."""
+
+    def __init__(self, fd: int, screen: TerminalScreen, redraw: Callable[[], object]) -> None:
+        self.fd, self.screen, self._redraw = fd, screen, redraw
+        self._changed = False
+        if hasattr(signal, "SIGWINCH"):
+            signal.signal(signal.SIGWINCH, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        self._changed = True
+
+    def __call__(self) -> None:
+        if self._changed:
+            self._changed = False
+            columns, rows = terminal_size(self.fd)
+            self.screen.resize(columns, rows)
+            self._redraw()
+
+
+def terminal_size(fd: int) -> tuple[int, int]:
+    try:
+        size = os.get_terminal_size(fd)
+        return size.columns, size.lines
+    except OSError:
+        return 80, 24
+
+
+def ask_yes_no(question: str, in_fd: int, out=sys.stderr) -> bool:
+    """One line of input in the terminal's normal mode; anything but y/yes is no."""
+    out.write(question)
+    out.flush()
+    answer = b""
+    while not answer.endswith(b"\n"):
+        ready, _, _ = select.select([in_fd], [], [], None)
+        chunk = os.read(in_fd, 64) if ready else b""
+        if not chunk:
+            break
+        answer += chunk
+    return answer.decode("utf-8", "replace").strip().lower() in ("y", "yes")

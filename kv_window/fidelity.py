@@ -1,0 +1,190 @@
+"""`edgetype eval window`: how much a pruned W-slot window changes the model (EVALUATION.md).
+
+The same tokens go through (a) the model with full context: every previous token, positions
+0..T-1, no pruning (`full_context_logits`: runtime/reference_model.forward_sequence math in query
+chunks, so memory is O(chunk x T), not O(T^2)), and (b) a `KVWindow` (kv_window/window.py) of W
+slots with a policy on a backend (numpy: tpu_driver/backends/numpy_ref.py with W slots; onnx: the
+bundle's graph, W <= its compiled slots). From the two (T,V) logit sequences: `top1_agreement`,
+`kl_mean` KL(full || window) in nats, and KSR of both with the ideal user of
+runtime/evaluate.simulate_ideal_user over a predictor that reads the precomputed rows
+(`LogitsPredictor`, same suggestion rule as runtime/engine.py). Per-step time of (b): prepare_step
++ run + commit_step. Host-side only (matplotlib is imported for --plot only).
+"""
+from __future__ import annotations
+
+import gc
+import math
+import time
+
+import numpy as np
+
+from runtime.reference_model import (ModelConfig, alibi_slopes, gelu, layer_norm, softmax)
+from runtime.tokenizer import WORD_CHARS, is_sentence_start
+
+from kv_window.window import KVWindow
+
+MAX_PARTIAL_CHARS = 24  # longer partial words get no suggestions (as the engine)
+
+
+def full_context_logits(weights: dict, cfg: ModelConfig, tokens, chunk: int = 256) -> np.ndarray:
+    """(T,V) float32 logits with full causal attention, positions 0..T-1 (no window, no pruning).
+
+    Same math as `forward_sequence`, computed for `chunk` queries at a time against all keys.
+    """
+    tokens = np.asarray(tokens, dtype=np.int64)
+    T, H, hd = len(tokens), cfg.n_heads, cfg.head_dim
+    x = weights["embedding"][tokens].astype(np.float32)  # (T,D)
+    slopes = alibi_slopes(H).reshape(H, 1, 1)
+    for l in range(cfg.n_layers):
+        p = f"layers.{l}."
+        h = layer_norm(x, weights[p + "ln1.weight"], weights[p + "ln1.bias"])
+        q = (h @ weights[p + "attn.wq"]).reshape(T, H, hd).transpose(1, 0, 2)  # (H,T,hd)
+        k = (h @ weights[p + "attn.wk"]).reshape(T, H, hd).transpose(1, 0, 2)
+        v = (h @ weights[p + "attn.wv"]).reshape(T, H, hd).transpose(1, 0, 2)
+        attended = np.zeros((T, H * hd), np.float32)
+        for a in range(0, T, chunk):
+            b = min(T, a + chunk)
+            distance = (np.arange(a, b)[:, None] - np.arange(b)[None, :]).astype(np.float32)  # (c,b)
+            bias = np.where(distance >= 0, 0.0, -np.inf).astype(np.float32)[None] - slopes * np.maximum(distance, 0)[None]
+            scores = q[:, a:b] @ k[:, :b].transpose(0, 2, 1) / math.sqrt(hd) + bias  # (H,c,b)
+            attended[a:b] = (softmax(scores) @ v[:, :b]).transpose(1, 0, 2).reshape(b - a, H * hd)
+        x = x + attended @ weights[p + "attn.wo"]
+        h = layer_norm(x, weights[p + "ln2.weight"], weights[p + "ln2.bias"])
+        x = x + gelu(h @ weights[p + "mlp.w1"] + weights[p + "mlp.b1"]) @ weights[p + "mlp.w2"] + weights[p + "mlp.b2"]
+    h = layer_norm(x, weights["ln_f.weight"], weights["ln_f.bias"])
+    return (h @ weights["embedding"].T).astype(np.float32)
+
+
+def window_logits(backend, cfg: ModelConfig, embedding: np.ndarray, tokens, window: KVWindow, progress=None):
+    """Decode `tokens` through `window` on `backend`. Returns (logits (T,V) f32, step_ms (T,),
+    changed (T,) bool: steps that evicted a batch or swapped a page)."""
+    T = len(tokens)
+    logits = np.zeros((T, cfg.vocab_size), np.float32)
+    step_ms = np.zeros(T, np.float64)
+    changed = np.zeros(T, bool)
+    x_in, logits_out = backend.input("x"), backend.output("logits")
+    x = np.zeros((1, 1, cfg.d_model), np.float32)  # (1,1,D) embedding row of the token
+    window.reset()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # a collector pause is not the window's cost; the engine can gc.freeze() likewise
+    try:
+        for i, token in enumerate(tokens):
+            x[0, 0] = embedding[token]
+            occupied, pages = window.occupied, window.block_page.copy()
+            started = time.perf_counter()
+            x_in.write(x)
+            window.prepare_step()
+            backend.run()
+            window.commit_step()
+            step_ms[i] = (time.perf_counter() - started) * 1e3
+            changed[i] = window.occupied != occupied + 1 or not np.array_equal(pages, window.block_page)
+            logits[i] = logits_out.read()[0]
+            if progress is not None and i % 256 == 0:
+                progress(i, T)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return logits, step_ms, changed
+
+
+def log_softmax(rows: np.ndarray) -> np.ndarray:
+    rows = rows.astype(np.float64)
+    top = rows.max(axis=-1, keepdims=True)
+    return rows - top - np.log(np.exp(rows - top).sum(axis=-1, keepdims=True))
+
+
+def agreement(full: np.ndarray, windowed: np.ndarray) -> tuple[float, float]:
+    """(top1_agreement, kl_mean): argmax agreement share; mean KL(full || window) in nats."""
+    top1 = float(np.mean(full.argmax(-1) == windowed.argmax(-1)))
+    lp, lq = log_softmax(full), log_softmax(windowed)
+    kl = (np.exp(lp) * (lp - lq)).sum(-1)
+    return top1, float(kl.mean())
+
+
+class LogitsPredictor:
+    """Predictor (runtime/evaluate.py) over precomputed rows: row n-1 is the next-token logits after
+    the first n tokens of `tokenizer.encode(text, bos=True)`. Suggestions as runtime/engine.py:
+    vocabulary words matching the lowercased partial word, best logit first, cased, deduplicated."""
+
+    def __init__(self, tokenizer, rows: np.ndarray):
+        self.tokenizer, self.rows = tokenizer, rows
+        self.reset()
+
+    def reset(self) -> None:
+        self.text = ""
+        self.context_end = 0  # chars of text before the partial word
+        self.context_tokens = 1  # tokens of text[:context_end], with <bos>
+
+    def insert(self, text: str) -> None:
+        self.text += text
+        end = len(self.text)
+        while end > 0 and WORD_CHARS.match(self.text[end - 1]):
+            end -= 1
+        if end > self.context_end:  # a word and separators were completed: count their tokens
+            self.context_tokens += len(self.tokenizer.encode(self.text[self.context_end:end]))
+            self.context_end = end
+
+    def suggest(self, k: int) -> list[str]:
+        partial = self.text[self.context_end:]
+        if len(partial) > MAX_PARTIAL_CHARS or self.context_tokens - 1 >= len(self.rows):
+            return []
+        ids = self.tokenizer.prefix_ids(partial)
+        if len(ids) == 0:
+            return []
+        row = self.rows[self.context_tokens - 1]
+        scores = row[ids]
+        want = min(len(ids), k + 8)
+        chosen = np.argpartition(-scores, want - 1)[:want] if want < len(ids) else np.arange(len(ids))
+        chosen = chosen[np.argsort(-scores[chosen], kind="stable")]
+        sentence_start = not partial and is_sentence_start(self.text[max(0, self.context_end - 64):self.context_end])
+        result = []
+        for j in chosen:
+            word = self.tokenizer.surface(int(ids[j]), partial, sentence_start)
+            if word not in result:
+                result.append(word)
+                if len(result) == k:
+                    break
+        return result
+
+
+def ksr(text: str, tokenizer, rows: np.ndarray, k: int = 3) -> float:
+    from runtime.evaluate import simulate_ideal_user
+
+    return simulate_ideal_user(text, LogitsPredictor(tokenizer, rows), k=k).total.ksr
+
+
+def summarize_steps(step_ms: np.ndarray, changed: np.ndarray) -> dict:
+    out = {"median_step_ms": round(float(np.median(step_ms)), 4), "max_step_ms": round(float(step_ms.max()), 4),
+           "p99_step_ms": round(float(np.percentile(step_ms, 99)), 4), "evicting_steps": int(changed.sum())}
+    if changed.any():
+        out["median_evicting_step_ms"] = round(float(np.median(step_ms[changed])), 4)
+        out["max_evicting_step_ms"] = round(float(step_ms[changed].max()), 4)
+    return out
+
+
+def plot_sweep(rows: list[dict], path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for policy in sorted({r["policy"] for r in rows}):
+        mine = sorted((r for r in rows if r["policy"] == policy), key=lambda r: r["window"])
+        ws = [r["window"] for r in mine]
+        axes[0].plot(ws, [r["top1_agreement"] for r in mine], marker="o", label=policy)
+        axes[1].plot(ws, [r["kl_mean"] for r in mine], marker="o", label=policy)
+        axes[2].plot(ws, [r["ksr_window"] for r in mine], marker="o", label=policy)
+    if rows:
+        axes[2].axhline(rows[0]["ksr_full"], color="k", linestyle="--", label="full context")
+    for ax, name in zip(axes, ["top-1 agreement", "KL(full || window), nats", "KSR"]):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("window W (slots)")
+        ax.set_title(name)
+        ax.grid(True, alpha=0.3)
+    axes[0].legend()
+    axes[2].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,270 @@
+"""`edgetype bench latency`: keystroke latency over a replayed typing session (EVALUATION.md).
+
+The replay types held-out text through the engine as a user would: letters, separators, accepting
+a suggestion when the word is shown (one keystroke), and typos (a wrong letter, then backspace)
+at `--typo-rate`, from a fixed seed. Per keystroke: the time from the event entering the Session
+until its 3 suggestions are ready, split into model time (inside `backend.run()`) and overhead.
+The naive baseline (same model and backend, whole context recomputed with no KV reuse: reset, one
+decode step per context token up to the window, then suggestions) is timed on a subsample of the
+same keystrokes in the same run. `board_estimate_ms` is an ESTIMATE, with its formula and inputs.
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+import random
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from runtime.errors import UserError
+
+DEFAULT_TEXT = Path(__file__).resolve().parents[1] / "models" / "corpus" / "test.txt.gz"
+
+# Board facts (docs PLATFORM.md): DDR bandwidth, TPU INT8 rate, submit cost, CPU slowdown.
+BOARDS = {
+    "cv181x": {"ddr_gbps": 3.7, "int8_tops": 1.0},
+    "cv180x": {"ddr_gbps": 2.7, "int8_tops": 0.5},
+}
+SUBMIT_MS = 0.5  # per CVI_NN_Forward (PLATFORM.md: 250-650 us measured on CV1800B)
+CPU_SLOWDOWN = 50.0  # C906 @ 1 GHz vs this x86 host for Python+numpy (PLATFORM.md: ~30-100x)
+# Published vendor timings (sophgo/cviruntime scripts/evb/best_performance_cv18{0,1}x.csv, INT8,
+# batch 1) and the public MAC / parameter counts of the two networks (224x224 input).
+CALIBRATION = {
+    ("cv180x", "resnet18"): 136.03, ("cv180x", "mobilenet_v2"): 31.68,
+    ("cv181x", "resnet18"): 18.26, ("cv181x", "mobilenet_v2"): 7.07,
+}
+NETWORKS = {"resnet18": {"macs": 1.814e9, "params": 11.69e6}, "mobilenet_v2": {"macs": 0.300e9, "params": 3.50e6}}
+
+
+def percentiles(values, qs=(50, 95, 99)) -> dict:
+    if len(values) == 0:
+        return {f"p{q}": None for q in qs}
+    array = np.asarray(values, dtype=np.float64)
+    return {f"p{q}": round(float(np.percentile(array, q)), 4) for q in qs}
+
+
+def _roofline_ms(moved_bytes: float, ops: float, ddr_gbps: float, tops: float) -> tuple[float, float]:
+    return moved_bytes / (ddr_gbps * 1e9) * 1e3, ops / (tops * 1e12) * 1e3
+
+
+def calibration_report() -> dict:
+    """The roofline on the vendor's published INT8 networks: published / estimate, per chip.
+
+    Analytic MACs and INT8 parameter bytes of resnet18 / mobilenet_v2 (not compiled here).
+    `factor[chip]` = geometric mean of (published - submit) / roofline: how optimistic the bare
+    roofline is on real compiled networks; the board estimate multiplies the roofline by it.
+    """
+    rows, factors = {}, {}
+    for (chip, net), published in CALIBRATION.items():
+        board, info = BOARDS[chip], NETWORKS[net]
+        memory_ms, compute_ms = _roofline_ms(info["params"], 2 * info["macs"], board["ddr_gbps"], board["int8_tops"])
+        roofline = max(memory_ms, compute_ms)
+        rows[f"{chip}/{net}"] = {"published_ms": published, "roofline_ms": round(roofline, 3),
+                                 "published_over_roofline": round(published / (roofline + SUBMIT_MS), 2)}
+        factors.setdefault(chip, []).append((published - SUBMIT_MS) / roofline)
+    factor = {chip: round(float(np.exp(np.mean(np.log(v)))), 2) for chip, v in factors.items()}
+    for key, row in rows.items():
+        row["calibrated_estimate_ms"] = round(row["roofline_ms"] * factor[key.split("/")[0]] + SUBMIT_MS, 3)
+    return {"networks": rows, "factor": factor}
+
+
+def board_forward_ms(cfg, chip: str, quant: str) -> dict:
+    """ESTIMATE of one decode step on the board: roofline x calibration factor + submit, with inputs."""
+    board = BOARDS[chip]
+    bytes_per_value = 1 if quant.lower() == "int8" else 2  # bf16 otherwise
+    D, L, F, V, W = cfg.d_model, cfg.n_layers, cfg.d_ff, cfg.vocab_size, cfg.window
+    params = L * (4 * D * D + 2 * D * F) + V * D  # matmul weights + tied output head
+    kv_bytes = 2 * L * D * W * bytes_per_value  # K and V caches read once
+    moved_bytes = params * bytes_per_value + kv_bytes + V * bytes_per_value
+    ops = 2 * params + 2 * 2 * L * D * (W + 1)  # MACs x2, + scores and weighted sum
+    tops = board["int8_tops"] * (1.0 if bytes_per_value == 1 else 0.25)  # bf16 assumed at 1/4 INT8 rate
+    memory_ms, compute_ms = _roofline_ms(moved_bytes, ops, board["ddr_gbps"], tops)
+    calibration = calibration_report()
+    factor = calibration["factor"][chip]
+    return {"forward_ms": round(max(memory_ms, compute_ms) * factor + SUBMIT_MS, 4),
+            "roofline_forward_ms": round(max(memory_ms, compute_ms) + SUBMIT_MS, 4),
+            "memory_ms": round(memory_ms, 4), "compute_ms": round(compute_ms, 4), "calibration_factor": factor,
+            "submit_ms": SUBMIT_MS, "moved_bytes": int(moved_bytes), "ops": int(ops), "tops_assumed": tops,
+            "ddr_gbps": board["ddr_gbps"], "calibration_vs_published_int8": calibration["networks"]}
+
+
+class _Replay:
+    """Drives a Session through the typing replay and records per-keystroke timings."""
+
+    def __init__(self, session, k: int):
+        self.session = session
+        self.k = k
+        self.keystroke_ms: list[float] = []
+        self.model_ms: list[float] = []
+        self.forward_calls: list[int] = []
+        self.samples: list[str] = []  # text snapshots for the naive baseline
+        self.suggested: list[str] = []
+
+    def key(self, action, *args) -> None:
+        session = self.session
+        started = time.perf_counter()
+        result = action(*args)
+        suggestions = session.suggestions(self.k)
+        elapsed = (time.perf_counter() - started) * 1e3
+        self.keystroke_ms.append(elapsed)
+        self.model_ms.append(session.last_model_ms)
+        self.forward_calls.append(session.last_forward_calls)
+        self.suggested = [s.word for s in suggestions]
+        return result
+
+
+def run_replay(session, text: str, n_keystrokes: int, typo_rate: float, seed: int, k: int = 3,
+               sample_every: int = 0) -> _Replay:
+    """Replay typing of `text` for `n_keystrokes` keys (see module docstring)."""
+    rng = random.Random(seed)
+    replay = _Replay(session, k)
+    session.reset()
+    replay.suggested = [s.word for s in session.suggestions(k)]
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    position = 0
+
+    def budget() -> bool:
+        return len(replay.keystroke_ms) < n_keystrokes
+
+    def snapshot() -> None:
+        if sample_every and len(replay.keystroke_ms) % sample_every == 0:
+            replay.samples.append(session.text)
+
+    for match in re.finditer(r"[A-Za-z0-9']+", text):
+        for char in text[position:match.start()]:
+            if not budget():
+                return replay
+            replay.key(session.insert, char)
+            snapshot()
+        word = match.group()
+        for i in range(len(word)):
+            if not budget():
+                return replay
+            if word in replay.suggested:
+                replay.key(session.accept, replay.suggested.index(word))
+                snapshot()
+                break
+            if rng.random() < typo_rate:
+                replay.key(session.insert, rng.choice(letters))
+                snapshot()
+                if not budget():
+                    return replay
+                replay.key(session.backspace)
+                snapshot()
+                if not budget():
+                    return replay
+            replay.key(session.insert, word[i])
+            snapshot()
+        position = match.end()
+    if budget():
+        raise UserError(f"the bench text is too short for {n_keystrokes} keystrokes; pass a longer --text "
+                        f"or fewer --keystrokes")
+    return replay
+
+
+def naive_keystroke_ms(session, texts: list[str], k: int = 3) -> list[float]:
+    """Per text: reset + feed the whole context (one step per token, up to the window) + suggestions."""
+    times = []
+    saved = session.prefill_max_tokens
+    session.prefill_max_tokens = session.cfg.window  # the model never sees more than its window
+    try:
+        for text in texts:
+            started = time.perf_counter()
+            session.reset()
+            session.insert(text)
+            session.suggestions(k)
+            times.append((time.perf_counter() - started) * 1e3)
+    finally:
+        session.prefill_max_tokens = saved
+    return times
+
+
+def run_latency_bench(args) -> dict:
+    from runtime.bundle import default_bundle_dir, load_bundle
+    from runtime.engine import open_session
+    from runtime.evaluate import read_eval_text
+
+    text_path = Path(args.text) if args.text else DEFAULT_TEXT
+    text, _ = read_eval_text(text_path)
+    if not 0 <= args.typo_rate < 0.5:
+        raise UserError(f"--typo-rate {args.typo_rate}: use a share between 0 and 0.5")
+    if args.keystrokes < 10:
+        raise UserError("--keystrokes: use at least 10")
+    bundle = load_bundle(args.bundle or default_bundle_dir())
+    session = open_session(bundle, backend=args.backend, window_policy=args.window_policy)
+    with session:
+        sample_every = max(1, args.keystrokes // max(args.naive_samples, 1)) if args.naive_samples else 0
+        print(f"replaying {args.keystrokes} keystrokes on {session.backend_name} ...", file=sys.stderr)
+        session.suggestions(3)  # warm-up outside the measurement
+        replay = run_replay(session, text, args.keystrokes, args.typo_rate, args.seed, sample_every=sample_every)
+        print(f"naive baseline on {len(replay.samples)} keystrokes ...", file=sys.stderr)
+        naive = naive_keystroke_ms(session, replay.samples)
+    keystroke = np.asarray(replay.keystroke_ms)
+    model = np.asarray(replay.model_ms)
+    overhead = keystroke - model
+    calls = np.asarray(replay.forward_calls)
+    report = {
+        "backend": session.backend_name,
+        "machine": f"{platform.machine()} {platform.node()}, {os.cpu_count()} CPUs, load average "
+                   f"{os.getloadavg()[0]:.1f} (host timings; BLAS threads: OPENBLAS_NUM_THREADS="
+                   f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')})",
+        "bundle": bundle.describe(),
+        "text": str(text_path),
+        "keystrokes": int(len(keystroke)),
+        "typo_rate": args.typo_rate,
+        "seed": args.seed,
+        "keystroke_ms": {**percentiles(keystroke), "max": round(float(keystroke.max()), 4)},
+        "model_ms": percentiles(model),
+        "overhead_ms": percentiles(overhead),
+        "forward_calls_per_keystroke": {"mean": round(float(calls.mean()), 4), "max": int(calls.max())},
+        "naive_keystroke_ms": {**percentiles(naive, (50, 95)), "samples": len(naive)},
+    }
+    if naive:  # means: most keystrokes (letters) cost no forward at all, so medians say little
+        report["naive_speedup_mean"] = round(float(np.mean(naive)) / max(float(np.mean(keystroke)), 1e-9), 1)
+    chip = bundle.chip or "cv181x"
+    quant = bundle.quant or "bf16"
+    if quant.lower() not in ("bf16", "int8"):
+        quant = "bf16"  # a host-only bundle: estimate as if compiled BF16
+    forward = board_forward_ms(bundle.config, chip, quant)
+    estimate = calls * forward["forward_ms"] + overhead * CPU_SLOWDOWN
+    report["board_estimate_ms"] = {**percentiles(estimate, (50, 95)), "label": "ESTIMATE, not a measurement"}
+    report["assumptions"] = {
+        "formula": "per keystroke: forward_calls * (calibration_factor * max(moved_bytes/ddr_bandwidth, "
+                   "ops/tpu_rate) + submit_ms) + host_overhead_ms * cpu_slowdown",
+        "chip": chip, "quant": quant, "chip_from_bundle": bundle.chip is not None,
+        "cpu_slowdown": CPU_SLOWDOWN, **forward,
+        "calibration_note": "roofline vs the vendor's published INT8 timings, from analytic MACs/params of "
+                            "resnet18/mobilenet_v2 (not compiled here); bf16 rate assumed 1/4 of INT8",
+    }
+    if getattr(args, "plot", None):
+        plot_latency(report, keystroke, model, naive, args.plot)
+    return report
+
+
+def plot_latency(report: dict, keystroke, model, naive, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    axes[0].plot(keystroke, linewidth=0.6, label="keystroke")
+    axes[0].plot(model, linewidth=0.6, label="model (backend.run)")
+    axes[0].set(title=f"per keystroke, {report['backend']}", xlabel="keystroke", ylabel="ms")
+    bins = np.logspace(math.log10(max(min(keystroke.min(), *(naive or [1])), 1e-3)),
+                       math.log10(max(keystroke.max(), *(naive or [1])) * 1.1), 40)
+    axes[1].hist(keystroke, bins=bins, alpha=0.6, label="KV-cached engine")
+    if naive:
+        axes[1].hist(naive, bins=bins, alpha=0.6, label="naive (recompute context)")
+    axes[1].set(xscale="log", title="keystroke latency", xlabel="ms", ylabel="keystrokes")
+    for ax in axes:
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

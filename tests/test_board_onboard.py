@@ -1,0 +1,218 @@
+"""board_tests/onboard on the host: it skips off the board, and its pieces are right.
+
+The last test runs the whole on-board suite on the simulated board with the real bundle and the
+cmodel backend; it needs models/bundles/cv181x-*-w128 (with golden.json), tpu_driver's cmodel
+backend, runtime.bundle and runtime.engine.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from board_tests.onboard import boardenv
+from board_tests.onboard.decode import SequentialDecoder, compare_with_golden
+from board_tests.onboard.test_ion import ion_used_bytes
+from board_tests.onboard.test_keyboard import keyboards, parse_input_devices
+from runtime import reference_model as ref
+
+REPO = Path(__file__).resolve().parent.parent
+
+PROC_INPUT_DEVICES = """I: Bus=0019 Vendor=0000 Product=0001 Version=0000
+N: Name="Power Button"
+H: Handlers=kbd event0
+B: EV=3
+B: KEY=10000000000000 0
+
+I: Bus=0003 Vendor=046d Product=c077 Version=0111
+N: Name="Logitech USB Optical Mouse"
+H: Handlers=mouse0 event1
+B: EV=17
+B: KEY=ff0000 0 0 0 0
+B: REL=903
+
+I: Bus=0003 Vendor=04d9 Product=0006 Version=0110
+N: Name="USB Keyboard"
+H: Handlers=sysrq kbd leds event2
+B: EV=120013
+B: KEY=1000000000007 ff9f207ac14057ff febeffdfffefffff fffffffffffffffe
+B: MSC=10
+B: LED=7
+"""
+
+
+def test_runner_off_the_board_skips_every_test_with_the_reason():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGETYPE_")}
+    env["PYTHONPATH"] = str(REPO)
+    result = subprocess.run([sys.executable, "-m", "board_tests.onboard.runner"], env=env,
+                            capture_output=True, text=True, timeout=60, cwd=REPO)
+    if boardenv.board_kind() is not None:
+        pytest.skip("this host looks like a board (cvitek device tree or /dev/cvi-tpu0)")
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = [json.loads(line.split(" ", 1)[1]) for line in result.stdout.splitlines()
+               if line.startswith("ET-RESULT ")]
+    assert len(records) >= 8
+    assert all(r["outcome"] == "skipped" and "not on a board" in r["message"] for r in records)
+    summary = json.loads(result.stdout.strip().splitlines()[-1].split(" ", 1)[1])
+    assert summary["skipped"] == len(records) and summary["passed"] == 0
+
+
+def test_keyboard_is_found_by_capability_not_by_name():
+    found = keyboards(parse_input_devices(PROC_INPUT_DEVICES))
+    assert [d["name"] for d in found] == ["USB Keyboard"]
+    assert "event2" in found[0]["handlers"]
+    assert keyboards(parse_input_devices(PROC_INPUT_DEVICES.split("\n\nI: Bus=0003 Vendor=04d9")[0])) == []
+
+
+def test_ion_summary_parsing():
+    assert ion_used_bytes("heap_name: cvi_carveout_heap\ntotal: 78643200\nused: 7741440 bytes\n") == 7741440
+    assert ion_used_bytes("used 12 KB\n") == 12 * 1024
+    with pytest.raises(AssertionError, match="cannot read ION usage"):
+        ion_used_bytes("nothing here")
+
+
+def test_golden_reader_accepts_the_documented_layout_and_says_what_is_missing(tmp_path):
+    golden = {"tokens": [1, 2], "steps": [{"top5_ids": [3, 4, 5, 6, 7], "top5_logits": [5, 4, 3, 2, 1]},
+                                          {"top5_ids": [7, 6, 5, 4, 3], "top5_logits": [9, 8, 7, 6, 5]}],
+              "context": "I am", "suggestions": [{"word": "going"}, "not", "a"]}
+    (tmp_path / "golden.json").write_text(json.dumps(golden))
+    read = boardenv.read_golden(str(tmp_path))
+    assert read["tokens"] == [1, 2] and read["top_ids"][1][0] == 7
+    assert read["suggestions"] == ["going", "not", "a"]
+    del golden["context"]
+    (tmp_path / "golden.json").write_text(json.dumps(golden))
+    with pytest.raises(AssertionError, match="no context text"):
+        boardenv.read_golden(str(tmp_path))
+
+
+class _Spec:
+    def __init__(self, shape):
+        self.shape = shape
+
+
+class _TensorIO:
+    def __init__(self, array):
+        self.array = array
+
+    def write(self, values, index=None):
+        if index is None:
+            self.array[...] = values
+        else:
+            self.array[index] = values
+
+    def read(self):
+        return self.array
+
+
+class ReferenceBackendDouble:
+    """The backend interface (docs/design.md) over runtime/reference_model.decode_step: a test
+    double for tpu_driver's backends so the decoder's slot bookkeeping is checked on its own."""
+
+    name = "numpy"
+
+    def __init__(self, weights, cfg):
+        self.weights, self.cfg = weights, cfg
+        D, H, hd, W = cfg.d_model, cfg.n_heads, cfg.head_dim, cfg.window
+        shapes = {"x": (1, 1, D), "mask": (1, 1, 1, W), "dist": (1, 1, 1, W)}
+        for l in range(cfg.n_layers):
+            shapes[f"k_cache_{l}"] = (1, H, hd, W)
+            shapes[f"v_cache_{l}"] = (1, H, W, hd)
+        self.inputs = {n: _Spec(s) for n, s in shapes.items()}
+        self._in = {n: _TensorIO(np.zeros(s, np.float32)) for n, s in shapes.items()}
+        self.outputs = {"logits": _Spec((1, cfg.vocab_size))}
+        self._out = {}
+
+    def input(self, name):
+        return self._in[name]
+
+    def output(self, name):
+        return _TensorIO(self._out[name])
+
+    def run(self):
+        L = self.cfg.n_layers
+        logits, k_new, v_new = ref.decode_step(
+            self.weights, self.cfg, self._in["x"].array, self._in["mask"].array,
+            self._in["dist"].array, [self._in[f"k_cache_{l}"].array for l in range(L)],
+            [self._in[f"v_cache_{l}"].array for l in range(L)])
+        self._out = {"logits": logits}
+        for l in range(L):
+            self._out[f"k_new_{l}"], self._out[f"v_new_{l}"] = k_new[l], v_new[l]
+
+
+def test_sequential_decoder_matches_full_attention_oracle():
+    cfg = ref.ModelConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=4, d_ff=64, window=16)
+    weights = ref.init_weights(cfg, seed=3)
+    rng = np.random.default_rng(5)
+    for name in weights:  # larger weights than init's so a slot mistake changes the logits
+        weights[name] = weights[name] + rng.standard_normal(weights[name].shape).astype(np.float32) * 0.3
+    tokens = [5, 17, 3, 60, 22, 9, 41, 1, 8]
+    backend = ReferenceBackendDouble(weights, cfg)
+    decoder = SequentialDecoder(backend, weights["embedding"])
+    decoder.reset()
+    stepped = np.stack([decoder.step(t).copy() for t in tokens])
+    full = ref.forward_sequence(weights, cfg, tokens)
+    np.testing.assert_allclose(stepped, full, rtol=1e-4, atol=1e-4)
+
+    # the golden comparison accepts these logits and rejects a perturbed copy
+    top = np.argsort(-full, axis=1)[:, :5]
+    golden = {"top_ids": top.tolist(),
+              "top_logits": [full[i, top[i]].tolist() for i in range(len(tokens))]}
+    assert compare_with_golden(list(stepped), golden, "bf16", "numpy") == []
+    broken = [row.copy() for row in stepped]
+    broken[4][top[4, 0]] -= 5.0
+    problems = compare_with_golden(broken, golden, "bf16", "cmodel")
+    assert problems and problems[0].startswith("step 4")
+
+
+def test_onboard_suite_runs_on_the_simulated_board_with_a_tiny_numpy_bundle(tmp_path, capsys):
+    """The real on-board suite, end to end through the harness, on a bundle made here (numpy
+    backend: no toolchain needed). Proves the suite's plumbing; the cmodel run below proves the
+    compiled model."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_board_riscv64 import make_bundle_with_golden
+
+    from runtime import cli
+
+    bundle = make_bundle_with_golden(tmp_path / "bundle")
+    code = cli.main(["board", "test", "--port", "sim://", "--bundle", str(bundle),
+                     "--backend", "numpy", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    outcomes = {r["nodeid"]: r["outcome"] for r in report["results"]}
+    assert code == 0, report
+    assert outcomes["test_driver.py::test_tpu_forward_matches_golden_logits"] == "passed"
+    assert outcomes["test_engine.py::test_engine_gives_golden_suggestions"] == "passed"
+    assert outcomes["test_keyboard.py::test_a_keyboard_is_attached"] == "passed"
+    assert outcomes["test_ion.py::test_no_ion_leak_after_repeated_model_loads"] == "skipped"
+    assert all("not a board number" in m["note"] for m in report["measures"])
+
+
+def _sim_bundle() -> Path:
+    bundles = sorted((REPO / "models" / "bundles").glob("cv181x-*-w128"))
+    assert bundles and (bundles[0] / "golden.json").is_file(), (
+        "no models/bundles/cv181x-*-w128 with golden.json: build the bundles first "
+        "(model_export), this test runs the on-board suite on them")
+    return bundles[0]
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_onboard_suite_passes_on_the_simulated_board_with_the_cmodel(capsys):
+    from runtime import cli
+
+    bundle = _sim_bundle()
+    code = cli.main(["board", "test", "--port", "sim://", "--bundle", str(bundle), "--json",
+                     "--timeout", "1200"])
+    report = json.loads(capsys.readouterr().out)
+    failures = [r for r in report["results"] if r["outcome"] in ("failed", "error")]
+    assert code == 0 and not failures, failures or report["board_error"]
+    assert report["info"]["backend"] == "cmodel"
+    skipped = {r["nodeid"] for r in report["results"] if r["outcome"] == "skipped"}
+    # only what a simulated board cannot have may skip: the TPU device node and ION debugfs
+    assert skipped <= {"test_driver.py::test_tpu_device_and_module_present",
+                       "test_ion.py::test_no_ion_leak_after_repeated_model_loads"}
+    assert {m["name"] for m in report["measures"]} >= {"decode_step_ms_p50", "keystroke_ms_p50"}

@@ -1,0 +1,112 @@
+"""ci/riscv64.sh: the board's TPU-free code on a riscv64 Debian user space under qemu-user.
+
+The slow tests build (first time, ~25 s here plus the download) or reuse the cached rootfs in
+~/.cache/edgetype/rootfs-riscv64-trixie-*/; they need root or preinstalled debootstrap +
+qemu-user-static (the script installs them with apt-get when root) and the Debian registry.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from board_tests.riscv64 import compare
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "ci" / "riscv64.sh"
+
+
+def _report(machine: str, logits_shift: float = 0.0, words=("sat", "then", "on")) -> dict:
+    return {"machine": machine, "python": "3", "numpy": "2", "checks": {
+        "numpy_golden": {"ok": True, "seconds": 1.0, "values": {
+            "top5_ids": [[1, 2, 3, 4, 5]], "top5_logits": [[5.0 + logits_shift, 4, 3, 2, 1]],
+            "golden_problems": []}},
+        "engine_suggestions": {"ok": True, "seconds": 1.0, "values": {
+            "context": "The cat", "words": list(words), "probs": [0.5, 0.3, 0.1],
+            "golden_words": ["sat", "then", "on"]}},
+    }}
+
+
+def test_compare_accepts_rounding_and_rejects_real_differences():
+    assert compare(_report("riscv64", 1e-4), _report("x86_64"))["ok"]
+    assert not compare(_report("riscv64", 0.1), _report("x86_64"))["ok"]
+    different = compare(_report("riscv64", words=("sat", "on", "then")), _report("x86_64"))
+    assert not different["ok"]
+    problems = [p for row in different["checks"] for p in row["problems"]]
+    assert any(p.startswith("words:") for p in problems)
+    broken = _report("riscv64")
+    broken["checks"]["numpy_golden"] = {"ok": False, "error": "ImportError: numpy", "seconds": 0}
+    assert not compare(broken, _report("x86_64"))["ok"]
+
+
+def make_bundle_with_golden(directory: Path) -> Path:
+    """A tiny numpy-only bundle (tests/test_bundle.py) plus golden.json from the reference model.
+
+    Its expected suggestions come from the engine on this x86 host: for this bundle the test
+    checks riscv64 against x86, not the model against onnxruntime (the real bundles do that).
+    """
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_bundle import make_tiny_bundle
+
+    from runtime import reference_model as ref
+    from runtime.engine import open_session
+
+    make_tiny_bundle(directory, window=32)
+    cfg = ref.ModelConfig.load(directory / "config.json")
+    weights = ref.load_weights(directory / "weights.npz", cfg)
+    tokens = [5, 9, 3, 12, 7, 20, 33, 2, 8, 14, 6, 11]
+    steps = []
+    for row in ref.forward_sequence(weights, cfg, tokens):
+        ids = np.argsort(-row, kind="stable")[:5]
+        steps.append({"top5_ids": ids.tolist(), "top5_logits": [float(row[i]) for i in ids]})
+    context = "The cat sat on the "
+    with open_session(bundle=str(directory), backend="numpy") as session:
+        session.insert(context)
+        words = [s.word for s in session.suggestions(k=3)]
+    (directory / "golden.json").write_text(json.dumps(
+        {"tokens": tokens, "steps": steps, "context": context, "suggestions": words}))
+    return directory
+
+
+def run_script(*args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
+    env = dict(os.environ, EDGETYPE_HOST_PYTHON=sys.executable)
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=REPO)
+
+
+@pytest.mark.slow
+def test_riscv64_rootfs_has_python_numpy_cffi():
+    result = run_script("--rootfs-only")
+    assert result.returncode == 0, result.stderr[-2000:]
+    machine, python, _, numpy_version, _, cffi_version = result.stdout.split()[:6]
+    assert machine == "riscv64" and python.startswith("3.")
+    assert numpy_version and cffi_version
+
+
+@pytest.mark.slow
+def test_board_code_on_riscv64_agrees_with_x86(tmp_path):
+    bundle = make_bundle_with_golden(tmp_path / "bundle")
+    result = run_script("--bundle", str(bundle), "--json")
+    assert result.stdout.strip(), result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["riscv64"]["machine"] == "riscv64"
+    failing = [row for row in report["checks"] if not row["ok"]]
+    assert result.returncode == 0 and not failing, failing
+    assert {row["check"] for row in report["checks"]} == {
+        "bundle", "numpy_golden", "engine_suggestions", "kv_window", "keymap"}
+
+
+@pytest.mark.slow
+def test_shipped_bundle_on_riscv64_matches_onnxruntime_golden():
+    bundles = sorted((REPO / "models" / "bundles").glob("cv180x-*-w128"))
+    assert bundles and (bundles[0] / "golden.json").is_file(), (
+        "no models/bundles/cv180x-*-w128 with golden.json: build the bundles first (model_export)")
+    result = run_script("--bundle", str(bundles[0]), "--json")
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    failing = [row for row in report["checks"] if not row["ok"]]
+    assert result.returncode == 0 and not failing, failing

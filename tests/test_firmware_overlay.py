@@ -1,0 +1,180 @@
+"""firmware/: the overlay tarball's contents, and the init script checked and exercised with sh."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from firmware.overlay import build_overlay
+from runtime import cli
+from runtime.errors import UserError
+
+REPO = Path(__file__).resolve().parent.parent
+INIT_SCRIPT = REPO / "firmware/files/S99edgetype"
+
+
+def fake_bundle(path: Path, chip: str, quant: str) -> Path:
+    """A bundle-shaped directory (the overlay builder only reads its manifest)."""
+    path.mkdir(parents=True)
+    (path / "manifest.json").write_text(json.dumps(
+        {"format_version": 1, "model_id": "test-model", "chip": chip, "quant": quant,
+         "window": 128}))
+    (path / "model.cvimodel").write_bytes(b"\x00cvimodel stand-in" * 10)
+    (path / "tokenizer.json").write_text("{}")
+    return path
+
+
+def test_overlay_for_duo_holds_script_packages_bundle_and_readme(tmp_path):
+    bundle = fake_bundle(tmp_path / "cv180x-int8-w128", "cv180x", "int8")
+    out = tmp_path / "duo.tar.gz"
+    record = build_overlay("duo", out, bundle=bundle)
+    assert (record["chip"], record["quant"]) == ("cv180x", "int8")
+    with tarfile.open(out) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        names = set(members)
+        for required in ("etc/init.d/S99edgetype", "etc/default/edgetype",
+                         "opt/edgetype/share/edgetype.service", "opt/edgetype/README.md",
+                         "opt/edgetype/overlay.json", "opt/edgetype/bundle/manifest.json",
+                         "opt/edgetype/bundle/model.cvimodel", "opt/edgetype/lib/runtime/errors.py",
+                         "opt/edgetype/lib/tpu_driver/__init__.py",
+                         "opt/edgetype/lib/kv_window/__init__.py",
+                         "opt/edgetype/lib/keyboard_ui/__init__.py",
+                         "opt/edgetype/lib/board_tests/onboard/runner.py"):
+            assert required in names, required
+        assert members["etc/init.d/S99edgetype"].mode == 0o755
+        assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+        assert "etc" not in names and "etc/init.d" not in names  # never re-mode /etc on the board
+        overlay = json.loads(tar.extractfile("opt/edgetype/overlay.json").read())
+        script = tar.extractfile("etc/init.d/S99edgetype").read()
+        defaults = tar.extractfile("etc/default/edgetype").read().decode()
+    assert overlay["files"]["etc/init.d/S99edgetype"] == hashlib.sha256(script).hexdigest()
+    assert overlay["bundle"]["chip"] == "cv180x"
+    assert "EDGETYPE_CHIP=cv180x" in defaults
+
+
+def test_overlay_is_reproducible_and_board_chip_is_checked(tmp_path):
+    bundle = fake_bundle(tmp_path / "b", "cv181x", "bf16")
+    first = build_overlay("duo256m", tmp_path / "1.tar.gz", bundle=bundle)
+    second = build_overlay("duo256m", tmp_path / "2.tar.gz", bundle=bundle)
+    assert first["sha256"] == second["sha256"]
+    with pytest.raises(UserError, match="chip 'cv181x' but board duo has cv180x"):
+        build_overlay("duo", tmp_path / "3.tar.gz", bundle=bundle)
+    with pytest.raises(UserError, match="no bundle"):
+        build_overlay("licheerv-nano", tmp_path / "4.tar.gz", bundle=tmp_path / "missing")
+    without = build_overlay("licheerv-nano", tmp_path / "5.tar.gz", with_bundle=False)
+    assert without["bundle"] is None
+    assert not any(n.startswith("opt/edgetype/bundle") for n in without["files"])
+
+
+def test_firmware_overlay_cli_prints_one_json_object(tmp_path, capsys):
+    code = cli.main(["firmware", "overlay", "--board", "duo", "-o", str(tmp_path / "o.tar.gz"),
+                     "--no-bundle", "--json"])
+    record = json.loads(capsys.readouterr().out)
+    assert code == 0 and record["board"] == "duo" and record["file_count"] > 10
+
+
+def test_init_script_parses_with_sh_and_busybox_dialect(board_sh):
+    subprocess.run([*board_sh, "-n", str(INIT_SCRIPT)], check=True)
+
+
+def ensure_apt_tool(command: str, package: str) -> str | None:
+    """The path of `command`, installing its Debian package with apt-get when we are root (CI is):
+    the project's own files install what its tests need."""
+    if shutil.which(command) is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        install = ["apt-get", "install", "-y", "-qq", package]
+        if subprocess.run(install, env=env, capture_output=True, timeout=600).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
+            subprocess.run(install, env=env, capture_output=True, timeout=600)
+    return shutil.which(command)
+
+
+def test_init_script_passes_shellcheck():
+    shellcheck = ensure_apt_tool("shellcheck", "shellcheck")
+    assert shellcheck, "shellcheck missing: apt-get install shellcheck (Debian package)"
+    result = subprocess.run([shellcheck, "-s", "sh", str(INIT_SCRIPT)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.fixture(params=["dash", "busybox"])
+def board_sh(request) -> list[str]:
+    """The init script runs under busybox ash on the stock image and dash/bash on Debian."""
+    if request.param == "busybox":
+        assert ensure_apt_tool("busybox", "busybox"), "busybox missing: apt-get install busybox"
+        return ["busybox", "sh"]
+    return ["sh"]
+
+
+def script_env(tmp_path: Path, demo: str, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGETYPE_")}
+    env.update({
+        "EDGETYPE_DEFAULTS": str(tmp_path / "no-defaults"), "EDGETYPE_PREPARED": "1",
+        "EDGETYPE_DEMO_CMD": demo, "EDGETYPE_PIDFILE": str(tmp_path / "pid"),
+        "EDGETYPE_LOG": str(tmp_path / "log"), "EDGETYPE_HOME": str(tmp_path),
+        "EDGETYPE_TPU_DEV": str(tmp_path / "cvi-tpu0"), "EDGETYPE_OTG_ROLE": str(tmp_path / "otg"),
+        "EDGETYPE_TPU_MODULE_DIR": str(tmp_path / "ko"), "EDGETYPE_MNT_SYSTEM": str(tmp_path),
+    })
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def test_supervisor_restarts_a_failing_demo_with_backoff(tmp_path, board_sh):
+    runs = tmp_path / "runs"
+    env = script_env(tmp_path, f"sh -c 'echo run >> {runs}; exit 3'",
+                     EDGETYPE_MAX_RESTARTS=2, EDGETYPE_BACKOFF_MAX_S=1)
+    started = time.monotonic()
+    result = subprocess.run([*board_sh, str(INIT_SCRIPT), "run"], env=env, capture_output=True,
+                            text=True, timeout=20)
+    assert result.returncode == 1
+    assert runs.read_text().count("run") == 3  # first start + 2 restarts
+    assert "restart 1 in 1 s" in result.stdout and "gave up after 2 restarts" in result.stdout
+    assert time.monotonic() - started >= 2.0  # two backoff sleeps of 1 s
+
+
+def test_supervisor_stops_the_demo_with_term_and_waits(tmp_path, board_sh):
+    marker = tmp_path / "demo-got-term"
+    demo = tmp_path / "demo.sh"
+    demo.write_text(f"#!/bin/sh\ntrap 'echo term > {marker}; exit 0' TERM\n"
+                    "while true; do sleep 0.1; done\n")
+    demo.chmod(0o755)
+    env = script_env(tmp_path, str(demo))
+    supervisor = subprocess.Popen([*board_sh, str(INIT_SCRIPT), "run"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(0.8)
+        supervisor.send_signal(signal.SIGTERM)
+        output, _ = supervisor.communicate(timeout=10)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+    assert supervisor.returncode == 0
+    assert marker.read_text().strip() == "term"  # the demo saw TERM (and could free its ION)
+    assert "supervisor stopped" in output
+
+
+def test_init_script_check_and_usb_host_switch(tmp_path, board_sh):
+    (tmp_path / "otg").write_text("device\n")
+    (tmp_path / "usb-host.sh").write_text("echo host > /proc/cviusb/otg_role\n")
+    env = script_env(tmp_path, "true")
+    env.pop("EDGETYPE_PREPARED")
+    env["EDGETYPE_MAX_RESTARTS"] = "0"
+    result = subprocess.run([*board_sh, str(INIT_SCRIPT), "check"], env=env, capture_output=True,
+                            text=True, timeout=20)
+    assert result.returncode != 0  # no TPU device, no bundle here
+    assert f"missing: {tmp_path / 'cvi-tpu0'}" in result.stdout
+    assert "missing: bundle" in result.stdout
+    wrapper = tmp_path / "usb_only.sh"  # the script's functions without its command dispatch
+    body = INIT_SCRIPT.read_text().split('case "${1:-}" in')[0]
+    wrapper.write_text(body + "usb_host_mode\n")
+    subprocess.run([*board_sh, str(wrapper)], env=env, check=True, timeout=20)
+    assert (tmp_path / "otg").read_text().strip() == "host"
+    assert os.readlink(tmp_path / "usb.sh") == str(tmp_path / "usb-host.sh")

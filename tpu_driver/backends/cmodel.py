@@ -1,0 +1,54 @@
+"""The `cmodel` backend: a cvimodel on the x86 cv18xx simulator shipped in the tpu-mlir wheel.
+
+Same code path as `tpu` (tpu_driver.gateway + tpu_driver.model); only the library differs: the
+toolchain's `tpu_mlir/lib/libcviruntime.so` (linked to libcvicmodel.so). Simulator env: the
+cmodel asserts when `TPU_ENABLE_PMU` is set (PLATFORM.md), so it is removed; the chip comes from
+the first model registered in the process. Without the toolchain this raises UserError: it
+never falls back to another backend.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from runtime.errors import UserError
+from tpu_driver import gateway
+from tpu_driver.backends.base import Availability
+from tpu_driver.backends.cvimodel_backend import CvimodelBackend
+
+NAME = "cmodel"
+
+
+def simulator_library(explicit=None) -> gateway.Library:
+    if explicit is None:
+        from model_export.toolchain import INSTALL_HINT, simulator_library_path
+
+        explicit = simulator_library_path()
+        if explicit is None:
+            raise UserError(f"cmodel backend needs the tpu-mlir toolchain's simulator library; {INSTALL_HINT}")
+    library = gateway.load_library(explicit)
+    if library.kind != "simulator":
+        raise UserError(f"{library.path} is a board runtime, not the cmodel simulator; use backend 'tpu'")
+    return library
+
+
+def open_backend(source, library=None, program_index: int = 0, output_all_tensors: bool = False, **_ignored):
+    if os.environ.pop("TPU_ENABLE_PMU", None) is not None:
+        print("[cmodel] unset TPU_ENABLE_PMU: the simulator asserts with it (PLATFORM.md)", file=sys.stderr)
+    return CvimodelBackend(NAME, source, simulator_library(library), program_index, output_all_tensors)
+
+
+def availability() -> Availability:
+    try:
+        from model_export.toolchain import INSTALL_HINT, simulator_library_path, tpu_mlir_version
+    except ImportError:
+        return Availability(NAME, False, "model_export (host tooling) is not installed here")
+    path = simulator_library_path()
+    if path is None:
+        return Availability(NAME, False, f"tpu-mlir toolchain not installed; {INSTALL_HINT}")
+    version = tpu_mlir_version()
+    try:
+        library = gateway.load_library(path)
+    except UserError as error:
+        return Availability(NAME, False, str(error), str(path), version)
+    return Availability(NAME, True, f"x86 cv18xx simulator from tpu-mlir {version}", str(library.path), version)

@@ -1,0 +1,65 @@
+"""What the `tpu` and `cmodel` backends share: a cvimodel run through tpu_driver.model.CviModel.
+
+The two differ only in which libcviruntime.so they load (board build vs x86 simulator build):
+the same gateway, the same code path. Tensor names: inputs keep their ONNX names in the
+cvimodel; outputs get compiler names (e.g. `logits_Gemm_f32`), so they are mapped to the
+bundle's/ONNX's output names by position (the compiler keeps the output order).
+"""
+from __future__ import annotations
+
+from tpu_driver.backends.base import BackendBase, ModelSource, TensorSpec, resolve_source, specs_from_onnx
+from tpu_driver.model import CviModel
+from runtime.errors import UserError
+
+
+class CvimodelBackend(BackendBase):
+    def __init__(self, name: str, source, library, program_index: int = 0, output_all_tensors: bool = False):
+        super().__init__()
+        self.name = name
+        source = resolve_source(source)
+        if source.cvimodel_path is None:
+            raise UserError(f"{name} backend needs a cvimodel, and the given model has none "
+                            "(an onnx-only bundle?); export with --chip cv181x/cv180x or use the onnx backend")
+        expected_inputs, expected_outputs = source.inputs, source.outputs
+        if expected_inputs is None and source.onnx_path is not None and source.onnx_path.exists():
+            expected_inputs, expected_outputs = specs_from_onnx(source.onnx_path)
+        input_shapes = {n: s.shape for n, s in (expected_inputs or {}).items() if all(d > 0 for d in s.shape)}
+        self.model = CviModel(source.cvimodel_path, library=library, program_index=program_index,
+                              output_all_tensors=output_all_tensors, input_shapes=input_shapes)
+        try:
+            self._bind(expected_inputs, expected_outputs, output_all_tensors)
+        except BaseException:
+            self.model.close()
+            raise
+        self.library_path = str(self.model.library.path)
+
+    def _bind(self, expected_inputs, expected_outputs, output_all_tensors) -> None:
+        model = self.model
+        for tensor in model.inputs:
+            if expected_inputs is not None and tensor.name not in expected_inputs:
+                raise UserError(f"cvimodel {model.path} input {tensor.name!r} is not among the bundle's inputs "
+                                f"({', '.join(expected_inputs)}); the cvimodel and the bundle do not match")
+            self.inputs[tensor.name] = TensorSpec(tensor.name, tensor.shape, "float32")
+            self._input_io[tensor.name] = tensor
+        names = list(expected_outputs) if expected_outputs and not output_all_tensors else None
+        if names is not None and len(names) != len(model.outputs):
+            raise UserError(f"cvimodel {model.path} has {len(model.outputs)} outputs, the bundle names "
+                            f"{len(names)}; the cvimodel and the bundle do not match")
+        for i, tensor in enumerate(model.outputs):
+            name = names[i] if names else tensor.name
+            if names:
+                want = tuple(expected_outputs[name].shape)
+                if all(d > 0 for d in want):
+                    CviModel._reshape(tensor, want)
+            self.outputs[name] = TensorSpec(name, tensor.shape, "float32")
+            self._output_io[name] = tensor
+
+    def run(self) -> None:
+        self._alive()
+        self.model.forward()
+        self.last_run_ms = self.model.last_forward_ms
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.model.close()
