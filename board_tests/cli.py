@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from runtime.errors import UserError
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -86,6 +88,13 @@ def cmd_board_test(args) -> int:
                                env=env, keyword=args.k, python=args.python, timeout_s=args.timeout)
     except BoardError as error:  # never got as far as running the suite
         report = SuiteReport(port=args.port, board_error=str(error))
+    except UserError as error:  # the port could not be opened, a bad sim:// option
+        if not args.json:
+            raise
+        report = SuiteReport(port=args.port, board_error=str(error))
+        print(json.dumps(report.to_json(), sort_keys=True))
+        print(f"edgetype: error: {error}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(report.to_json(), sort_keys=True))
         print(report.summary_text(), file=sys.stderr)

@@ -204,6 +204,13 @@ class BoardConsole:
                                        f"on this port?") from None
                 self.write(b"\r")  # a board that was busy printing: ask again
                 continue
+            if key != "failed":
+                # More may be queued behind this prompt (a second `login:` for the enter we
+                # pressed, the `Password:` for a name already sent): act on the latest state only.
+                later = self.drain(quiet_s=0.3, max_s=2.0)
+                if later:
+                    self.buffer += later
+                    continue
             if key == "failed":
                 raise BoardError(
                     f"{self.name}: login as {self.user!r} was refused; pass --user/--password")

@@ -59,6 +59,26 @@ B: LED=7
 """
 
 
+def host_simulator_library() -> str | None:
+    """The tpu-mlir wheel's x86 libcviruntime.so (linked to the cmodel), if the toolchain is
+    installed; the uploaded packages have no model_export to look for it themselves."""
+    try:
+        from model_export.toolchain import simulator_library_path
+        path = simulator_library_path()
+    except Exception:  # noqa: BLE001 - no toolchain: the cmodel tests fail on the board, saying so
+        return None
+    return str(path) if path and Path(path).is_file() else None
+
+
+def host_toolchain_dir() -> str | None:
+    try:
+        from model_export.toolchain import toolchain_dir
+        path = toolchain_dir()
+    except Exception:  # noqa: BLE001 - no toolchain: reported by the cmodel backend on the board
+        return None
+    return str(path) if path and Path(path).is_dir() else None
+
+
 def parse_sim_url(url: str) -> dict:
     parsed = urlparse(url)
     if parsed.scheme != "sim":
@@ -109,6 +129,11 @@ class SimulatedBoard:
                   "dev/input", "etc/init.d"):
             (s / d).mkdir(parents=True, exist_ok=True)
         (s / "proc/bus/input/devices").write_text(SIM_KEYBOARD)
+        tooling = s / "host-tooling"
+        tooling.mkdir(exist_ok=True)
+        host_model_export = Path(__file__).resolve().parent.parent / "model_export"
+        if host_model_export.is_dir() and not (tooling / "model_export").exists():
+            (tooling / "model_export").symlink_to(host_model_export)
         (s / "dev/input/event0").touch()  # stands for the simulated keyboard's node
         (s / "mnt/system/ko/cv180x_tpu.ko").touch()  # never loaded: the cmodel needs no module
         if self.bundle:
@@ -119,8 +144,19 @@ class SimulatedBoard:
 
     def shell_env(self) -> dict:
         s = self.sandbox
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "EDGETYPE_"))}
-        env.pop("PYTHONPATH", None)  # the board has only what was uploaded onto it
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+        # The board has only what was uploaded onto it, plus (here) the host tooling the cmodel
+        # backend uses to find the simulator library: model_export (toolchain discovery) and the
+        # toolchain folder resolved with the host's HOME (the shell's HOME is the sandbox's).
+        env["PYTHONPATH"] = str(s / "host-tooling")
+        if "EDGETYPE_TOOLCHAIN_DIR" not in env:
+            toolchain = host_toolchain_dir()
+            if toolchain:
+                env["EDGETYPE_TOOLCHAIN_DIR"] = toolchain
+        if "EDGETYPE_CVIRUNTIME" not in env:  # the board's /mnt/system/lib: here the cmodel's
+            library = host_simulator_library()
+            if library:
+                env["EDGETYPE_CVIRUNTIME"] = library
         env.update({
             "HOME": str(s / "root"), "PS1": f"[root@{self.hostname}]~# ", "PS2": "> ",
             "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",

@@ -161,7 +161,8 @@ def run_suite(console: BoardConsole, *, port: str, tarball: bytes, board_dir: st
         if has_python.exit_code != 0:
             raise BoardError(f"{port}: no {python} on the board (the suite needs python3 + numpy)")
         assignments = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in (env or {}).items())
-        command = (f"cd {q_dir} && {assignments} PYTHONPATH={q_dir} PYTHONDONTWRITEBYTECODE=1 "
+        command = (f"cd {q_dir} && {assignments} PYTHONPATH={q_dir}${{PYTHONPATH:+:$PYTHONPATH}} "
+                   f"PYTHONDONTWRITEBYTECODE=1 "
                    f"{shlex.quote(python)} -m board_tests.onboard.runner"
                    + (f" -k {shlex.quote(keyword)}" if keyword else "") + " 2>&1")
         progress(f"running the on-board suite ({python} -m board_tests.onboard.runner)")

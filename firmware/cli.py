@@ -1,4 +1,4 @@
-"""`edgetype firmware overlay` (see docs/board.md and firmware/files/README.md)."""
+"""`edgetype firmware overlay` (see docs/board.md and firmware/README.md)."""
 from __future__ import annotations
 
 import json

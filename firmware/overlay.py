@@ -1,4 +1,4 @@
-"""Build the rootfs overlay tarball for a board (files/README.md describes its layout).
+"""Build the rootfs overlay tarball for a board (firmware/README.md describes its layout).
 
 Deterministic: members sorted, mtime 0, owner root, so the same tree and bundle give the same
 bytes (its sha256 can be pinned in a release note).
@@ -15,7 +15,7 @@ from pathlib import Path
 from runtime.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
-FILES = Path(__file__).resolve().parent / "files"
+FILES = Path(__file__).resolve().parent  # S99edgetype.sh, edgetype.service, README.md (package data)
 PACKAGES = ("runtime", "tpu_driver", "kv_window", "keyboard_ui")
 # board -> (tpu-mlir chip name, quantisation of its bundle)
 BOARDS = {
@@ -95,7 +95,7 @@ def build_overlay(board: str, output: str | Path, *, bundle: str | Path | None =
     def add_file(name: str, path: Path, mode: int = 0o644):
         members.append((name, path.read_bytes(), mode))
 
-    add_file("etc/init.d/S99edgetype", FILES / "S99edgetype", 0o755)
+    add_file("etc/init.d/S99edgetype", FILES / "S99edgetype.sh", 0o755)
     members.append(("etc/default/edgetype", default_settings(board).encode(), 0o644))
     add_file("opt/edgetype/share/edgetype.service", FILES / "edgetype.service")
     add_file("opt/edgetype/README.md", FILES / "README.md")

@@ -216,11 +216,13 @@ def run_terminal(demo: Demo, source, on_resize: Callable[[], object] | None = No
                 return
 
 
-def run_evdev(demo: Demo, keyboards) -> None:
+def run_evdev(demo: Demo, keyboards, on_resize: Callable[[], object] | None = None) -> None:
     """Read the grabbed keyboards (with hotplug) until Esc/Ctrl+C/Ctrl+D."""
     shown_devices: list[str] = []
     while not demo.quit:
         pairs = keyboards.poll(0.5)
+        if on_resize is not None:
+            on_resize()
         for path in keyboards.gone:
             demo.decoder.forget_source(path)
         current = sorted(keyboards.devices)
@@ -240,8 +242,12 @@ class TerminalSizeWatcher:
     def __init__(self, fd: int, screen: TerminalScreen, redraw: Callable[[], object]) -> None:
         self.fd, self.screen, self._redraw = fd, screen, redraw
         self._changed = False
-        if hasattr(signal, "SIGWINCH"):
-            signal.signal(signal.SIGWINCH, self._on_signal)
+        self._previous_handler = signal.signal(signal.SIGWINCH, self._on_signal)
+
+    def restore(self) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGWINCH, self._previous_handler)
+            self._previous_handler = None
 
     def _on_signal(self, signum, frame) -> None:
         self._changed = True

@@ -194,7 +194,7 @@ def _run_interactive(args) -> int:
             restored_text = ""
 
     previous_signals = install_shutdown_signals()
-    keyboards = raw_terminal = journal = recorder = session = None
+    keyboards = raw_terminal = journal = recorder = session = watcher = None
     entered_alternate_screen = False
     demo = None
     try:
@@ -231,7 +231,7 @@ def _run_interactive(args) -> int:
         watcher = TerminalSizeWatcher(stdout.fileno(), screen, demo.redraw)
         demo.start()
         if keyboards is not None:
-            run_evdev(demo, keyboards)
+            run_evdev(demo, keyboards, on_resize=watcher)
         else:
             run_terminal(demo, TerminalKeySource(stdin_fd), on_resize=watcher)
     finally:
@@ -246,6 +246,8 @@ def _run_interactive(args) -> int:
             _quietly(raw_terminal.restore)
         if entered_alternate_screen:
             _quietly(lambda: (stdout.write(LEAVE_ALTERNATE_SCREEN), stdout.flush()))
+        if watcher is not None:
+            watcher.restore()
         restore_signals(previous_signals)
     result = demo.summary()
     print(result["text"])

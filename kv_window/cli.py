@@ -40,6 +40,21 @@ def register(subparsers, groups):
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=run_eval_window)
 
+    b = groups["bench"].add_parser("window", help="a long session through the KV window: constant memory and step time?")
+    b.add_argument("--text", required=True, help="UTF-8 text (or .gz), repeated until --chars characters")
+    b.add_argument("--chars", type=int, default=100000)
+    b.add_argument("--window", type=int, default=None)
+    b.add_argument("--policy", default="sink", choices=POLICIES)
+    b.add_argument("--positions", default=None, choices=POSITION_SCHEMES)
+    b.add_argument("--sink-tokens", type=int, default=4)
+    b.add_argument("--evict-batch", type=int, default=16)
+    b.add_argument("--backend", default="numpy", choices=("numpy", "onnx"))
+    b.add_argument("--bundle", default=None)
+    b.add_argument("--random-weights", type=int, default=None, metavar="SEED",
+                   help="no trained model: random weights of the default config (timing only)")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=run_bench_window, max_chars=None)
+
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
@@ -57,6 +72,11 @@ def _load_model(args):
 
         text, _ = read_eval_text(args.text)
         tokenizer = Tokenizer.train([text[: args.max_chars]], vocab_size=2048, min_count=1)
+        if args.func is run_bench_window:  # timing: the default (shipped) model size
+            tokenizer = Tokenizer.train([text], vocab_size=8192, min_count=1)
+            cfg = ModelConfig(window=args.window or 128)  # V 8192 etc.: the shipped size
+            return (init_weights(cfg, seed=args.random_weights), cfg, tokenizer, None,
+                    f"random weights (seed {args.random_weights}, default config)")
         cfg = ModelConfig(vocab_size=tokenizer.vocab_size, d_model=64, n_layers=2, n_heads=4, d_ff=128,
                           window=args.window or 64)
         weights = init_weights(cfg, seed=args.random_weights)
@@ -154,4 +174,36 @@ def run_eval_window(args) -> int:
         for key in ("window", "policy", "positions", "steps", "top1_agreement", "kl_mean", "ksr_full", "ksr_window",
                     "median_step_ms", "max_step_ms"):
             print(f"{key:16s} {result[key]}")
+    return 0
+
+
+def run_bench_window(args) -> int:
+    import platform
+
+    from runtime.evaluate import read_eval_text
+
+    from kv_window.fidelity import long_session
+    from kv_window.window import KVWindow
+
+    text, _ = read_eval_text(args.text)
+    text = (text * (args.chars // max(1, len(text)) + 1))[: args.chars]
+    weights, cfg, tokenizer, bundle, model = _load_model(args)
+    tokens = tokenizer.encode(text, bos=True)
+    window = args.window or cfg.window
+    _log(f"bench window: {len(text)} chars, {len(tokens)} tokens, W={window} {args.policy}, {args.backend}, model {model}")
+    backend = _open_backend(args, cfg, weights, bundle, slots=window)
+    try:
+        kv = KVWindow(backend, cfg, policy=args.policy, window=window, sink_tokens=args.sink_tokens,
+                      evict_batch=args.evict_batch, positions=args.positions, weights=weights)
+        result = long_session(backend, cfg, weights["embedding"], tokens, kv)
+    finally:
+        backend.close()
+    result.update({"chars": len(text), "window": window, "policy": args.policy, "positions": kv.positions,
+                   "backend": args.backend, "model": model, "host": platform.node() or "?",
+                   "timing_note": "step = prepare_step + backend.run + commit_step on this host, gc paused"})
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:24s} {value}")
     return 0

@@ -188,3 +188,46 @@ def plot_sweep(rows: list[dict], path: str, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _rss_mb() -> float:
+    """Resident set size of this process now, MiB (Linux /proc; 0.0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096 / 2**20
+    except OSError:
+        return 0.0
+
+
+def long_session(backend, cfg: ModelConfig, embedding: np.ndarray, tokens, window: KVWindow, segments: int = 10) -> dict:
+    """Feed `tokens` through `window` keeping nothing per step but its time: constant memory and time?
+
+    Returns per-segment median/max step ms and the process RSS at the end of each segment."""
+    T = len(tokens)
+    step_ms = np.zeros(T, np.float64)  # (T,) the only per-token record, preallocated
+    x = np.zeros((1, 1, cfg.d_model), np.float32)  # (1,1,D)
+    x_in = backend.input("x")
+    bounds = np.linspace(0, T, segments + 1).astype(int)
+    rss = []
+    window.reset()
+    gc.collect()
+    gc.disable()
+    try:
+        for s in range(segments):
+            for i in range(bounds[s], bounds[s + 1]):
+                x[0, 0] = embedding[tokens[i]]
+                started = time.perf_counter()
+                x_in.write(x)
+                window.prepare_step()
+                backend.run()
+                window.commit_step()
+                step_ms[i] = (time.perf_counter() - started) * 1e3
+            rss.append(round(_rss_mb(), 2))
+    finally:
+        gc.enable()
+    parts = [step_ms[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    return {"tokens": T, "segment_median_step_ms": [round(float(np.median(p)), 4) for p in parts],
+            "segment_max_step_ms": [round(float(p.max()), 4) for p in parts], "segment_rss_mib": rss,
+            "median_step_ms": round(float(np.median(step_ms)), 4), "max_step_ms": round(float(step_ms.max()), 4),
+            "p99_step_ms": round(float(np.percentile(step_ms, 99)), 4),
+            "occupied": window.occupied, "n_tokens": window.n_tokens}

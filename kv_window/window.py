@@ -6,8 +6,10 @@ distances `dist` (1,1,1,W), and writes them in place into the backend's input te
 - a step writes one slot per layer (the new token's K/V) plus mask and dist (W floats each);
 - slots are indirect (`slot_token[j]` = which token slot j holds), so an eviction only empties
   `evict_batch` mask entries: nothing is compacted or copied across the window;
-- everything a `rollback` needs is kept: an undo log of the last `max_rollback` steps, with a host
-  copy of the K/V of evicted tokens, so backspace across an eviction restores the window exactly.
+- everything a `rollback` needs is kept: an undo log of the last `max_rollback` steps; evicted
+  tokens' K/V stay in their slots until a commit reuses the slot, and that commit first saves what
+  it overwrites (one slot row), so backspace across an eviction restores the window exactly and no
+  step copies more than one slot.
 Its plain, slow twin is kv_window/reference.py (`ReferenceWindow`): full attention over the tokens
 the window keeps, the oracle of tests/test_kv_*.py. Policies: kv_window/policies.py.
 
@@ -63,6 +65,10 @@ class KVWindow:
         self.mirror_k = np.zeros((L, W, H, hd), np.float32)  # host copy of every slot's keys
         self.mirror_v = np.zeros((L, W, H, hd), np.float32)  # host copy of every slot's values
         self.scores = np.zeros(W, np.float64)  # (W,) heavy: accumulated layer-0 attention per slot
+        # what each logged commit overwrote in its slot (an evicted token's K/V, or garbage): undoing
+        # the commit puts it back, so undoing an eviction needs no K/V writes. (M,L,H,hd) f32 each.
+        self._overwritten_k = np.zeros((max(1, self.max_rollback), L, H, hd), np.float32)
+        self._overwritten_v = np.zeros((max(1, self.max_rollback), L, H, hd), np.float32)
 
         self._mask_in, self._dist_in = backend.input("mask"), backend.input("dist")
         self._k_in = [backend.input(f"k_cache_{l}") for l in range(L)]
@@ -90,7 +96,6 @@ class KVWindow:
             n_store_pages = C // B
             self.page_min = np.zeros((n_store_pages, H, hd), np.float32)  # layer-0 key min per stored page
             self.page_max = np.zeros((n_store_pages, H, hd), np.float32)  # layer-0 key max per stored page
-            self._page_bound = np.zeros(n_store_pages, np.float32)  # (pages,) Quest bound, scratch
             self._page_tmp = np.zeros((2, n_store_pages, cfg.n_heads, hd), np.float32)  # scratch
         self.block_page = np.full(self.layout.pages, -1, np.int64)  # (P,) page id in each block, -1 empty
         self.reset()
@@ -160,6 +165,9 @@ class KVWindow:
             if not self._free:
                 self._evict(records)
             slot = self._free.popleft()
+        saved = t % len(self._overwritten_k)
+        self._overwritten_k[saved] = self.mirror_k[:, slot]
+        self._overwritten_v[saved] = self.mirror_v[:, slot]
         for l in range(self.cfg.n_layers):
             k_new = self._k_out[l].read()  # (1,H,hd,1)
             v_new = self._v_out[l].read()  # (1,H,1,hd)
@@ -176,7 +184,7 @@ class KVWindow:
         if self.policy == "heavy":
             self.scores[slot] = self._pending_self_score
         self.n_tokens = t + 1
-        records.append(("commit", slot))
+        records.append(("commit", slot, saved))
         self._log.append(records)
 
     def rollback(self, n: int = 1) -> None:
@@ -247,8 +255,8 @@ class KVWindow:
             chosen = np.argpartition(tokens, lay.batch - 1)[: lay.batch]
         chosen = chosen[np.argsort(tokens[chosen], kind="stable")]  # oldest first
         slots = chosen + lay.ring_start  # (B,) int64
-        record = ("evict", slots, self.slot_token[slots].copy(), self.slot_pos[slots].copy(),
-                  self.mirror_k[:, slots].copy(), self.mirror_v[:, slots].copy(), self.scores[slots].copy())
+        # the evicted K/V stay in their slots until a commit overwrites them (and saves them first)
+        record = ("evict", slots, self.slot_token[slots].copy(), self.slot_pos[slots].copy(), self.scores[slots].copy())
         if self.policy == "pages":  # the evicted batch is the next page of the host store
             C, B = self.store_tokens, lay.batch
             m = self.n_pages
@@ -257,10 +265,13 @@ class KVWindow:
             np.min(keys0, axis=0, out=self.page_min[cell])
             np.max(keys0, axis=0, out=self.page_max[cell])
             self.n_pages += 1
-        for slot in slots:
-            self._vacate(int(slot))
-            self.scores[slot] = 0.0
-        self._free.extend(int(s) for s in slots)
+        self.slot_token[slots] = -1  # vacate the batch: O(B) host writes, no K/V moves
+        self.slot_live[slots] = 0.0
+        self._mask_row[slots] = MASK_EMPTY
+        self.scores[slots] = 0.0
+        self.occupied -= len(slots)
+        self._mask_dirty = True
+        self._free.extend(slots.tolist())
         self._renumber()
         records.append(record)
 
@@ -291,12 +302,20 @@ class KVWindow:
         np.multiply(q, self.page_max, out=self._page_tmp[1])
         np.maximum(self._page_tmp[0], self._page_tmp[1], out=self._page_tmp[0])
         bound = self._page_tmp[0].sum(-1).max(-1)  # (n_store_pages,) == page_upper_bound(q, min, max)
-        n_cells = len(bound)
-        resident = set(int(m) for m in self.block_page if m >= 0)
-        best, best_score = -1, -np.inf
-        for m in range(max(0, self.n_pages - n_cells), self.n_pages):  # O(store pages), scalar work
-            if m not in resident and self._page_usable(m) and bound[m % n_cells] > best_score:
-                best, best_score = m, float(bound[m % n_cells])
+        n_cells, lay = len(bound), self.layout
+        # usable pages are the contiguous range [first_usable, n_pages) (see page_usable)
+        lowest_first = self.n_tokens + self.max_rollback + lay.batch - self.store_tokens - lay.sinks
+        first_usable = max(0, -(-lowest_first // lay.batch), self.n_pages - n_cells)
+        if first_usable >= self.n_pages:
+            return
+        candidates = bound[np.arange(first_usable, self.n_pages) % n_cells]  # (n,) small
+        for m in self.block_page:
+            if m >= first_usable:
+                candidates[m - first_usable] = -np.inf
+        j = int(np.argmax(candidates))  # first maximum: the oldest page on ties
+        best, best_score = first_usable + j, float(candidates[j])
+        if best_score == -np.inf:
+            best = -1
         if best < 0:
             return
         empty = np.flatnonzero(self.block_page < 0)
@@ -332,17 +351,17 @@ class KVWindow:
         for record in reversed(records):
             kind = record[0]
             if kind == "commit":
-                slot = record[1]
+                _, slot, saved = record
+                self._write_slots(np.array([slot]), self._overwritten_k[saved][:, None], self._overwritten_v[saved][:, None])
                 self._vacate(slot)
                 self.scores[slot] = 0.0
                 self.n_tokens -= 1
                 if slot >= self.layout.sinks:
                     self._free.appendleft(slot)
             elif kind == "evict":
-                _, slots, tokens, positions, k_rows, v_rows, scores = record
+                _, slots, tokens, positions, scores = record
                 for _ in slots:
                     self._free.pop()
-                self._write_slots(slots, k_rows, v_rows)
                 for slot, token in zip(slots, tokens):
                     self._occupy(int(slot), int(token))
                 self.slot_pos[slots] = positions

@@ -807,7 +807,14 @@ def iter_split_paragraphs(split_file: Path) -> Iterator[str]:
 # CLI
 
 def _cmd_build(args) -> int:
-    summary = build_corpus(Path(args.output), Path(args.cache), only=args.only or None)
+    output = Path(args.output)
+    is_default = output.resolve() == DEFAULT_OUTPUT_DIR.resolve()
+    if args.only and is_default:
+        raise UserError("--only builds a partial corpus: pass -o DIR so that models/corpus "
+                        "is not overwritten")
+    # docs/corpus.md describes models/corpus only: its table is rewritten by a full default build
+    summary = build_corpus(output, Path(args.cache), only=args.only or None,
+                           docs_file=DOCS_FILE if is_default else None)
     totals = {name: summary["splits"][name] for name in SPLITS}
     if args.json:
         print(json.dumps({"output": str(args.output), "splits": totals,

@@ -44,6 +44,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from runtime.errors import UserError
+
 FORMAT = "edgetype-kn-ngram"
 FORMAT_VERSION = 1
 UNK = "<unk>"
@@ -129,7 +131,7 @@ class NgramModel:
         (order x 3) overrides the estimated D1, D2, D3+ per level (tests).
         """
         if not 1 <= order <= MAX_ORDER:
-            raise ValueError(f"order {order}: must be 1..{MAX_ORDER}")
+            raise UserError(f"n-gram order {order}: must be 1..{MAX_ORDER} (--ngram-order)")
         stream: list[str] = [NL]
         counts: Counter[str] = Counter()
         forms: Counter[tuple[str, str]] = Counter()

@@ -70,8 +70,10 @@ def test_keyboard_is_found_by_capability_not_by_name():
 
 
 def test_ion_summary_parsing():
-    assert ion_used_bytes("heap_name: cvi_carveout_heap\ntotal: 78643200\nused: 7741440 bytes\n") == 7741440
-    assert ion_used_bytes("used 12 KB\n") == 12 * 1024
+    board_text = ("carveout heap size:78643200 bytes, used:41254912 bytes usage rate:53%,\n"
+                  "memory usage peak 52301824 bytes\n")
+    assert ion_used_bytes(board_text) == 41254912
+    assert ion_used_bytes("[0] carveout heap size:105MB, used:87MB\n") == 87 << 20
     with pytest.raises(AssertionError, match="cannot read ION usage"):
         ion_used_bytes("nothing here")
 

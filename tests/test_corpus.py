@@ -261,3 +261,8 @@ def test_committed_train_split_is_clean():
         assert corpus.reserved_text_reason(paragraph) is None, paragraph[:80]
         count += 1
     assert count == summary["splits"]["train"]["paragraphs"]
+
+
+def test_cli_refuses_partial_build_into_models_corpus(capsys):
+    assert corpus.main(["build", "--only", "brown"]) == 2
+    assert "--only" in capsys.readouterr().err

@@ -84,3 +84,18 @@ def test_chip_and_version_come_from_the_header(tmp_path):
     data[12], data[13] = 1, 0
     with pytest.raises(ModelFileError, match="1.0"):
         read_cvimodel_info(_damaged(tmp_path, bytes(data)))
+
+
+def test_rewrite_md5_repairs_an_unset_md5_but_not_a_broken_file(tmp_path):
+    from tpu_driver.cvimodel_file import rewrite_md5
+
+    data = bytearray(CV181X.read_bytes())
+    data[14:30] = bytes(16)  # what `model_tool --combine` leaves behind
+    path = _damaged(tmp_path, bytes(data))
+    with pytest.raises(ModelFileError, match="model_tool"):
+        read_cvimodel_info(path)
+    rewrite_md5(path)
+    assert path.read_bytes() == CV181X.read_bytes()
+    short = _damaged(tmp_path, CV181X.read_bytes()[:1000], "short.cvimodel")
+    with pytest.raises(ModelFileError, match="truncated"):
+        rewrite_md5(short)

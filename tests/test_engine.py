@@ -166,3 +166,16 @@ def test_long_paste_keeps_the_last_window(bundle, weights):
 def test_unknown_backend_is_refused(bundle):
     with pytest.raises(UserError, match="unknown backend"):
         open_session(bundle, backend="gpu")
+
+
+def test_cli_suggest_json(bundle, capsys):
+    import json
+
+    from runtime.cli import main
+
+    assert main(["suggest", "We think th", "--backend", "numpy", "--bundle", str(bundle.dir), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["backend"] == "numpy" and 1 <= len(report["suggestions"]) <= 3
+    assert all(s["word"].startswith("th") for s in report["suggestions"])
+    assert main(["suggest", "x", "--backend", "numpy", "--bundle", str(bundle.dir / "nope")]) == 2
+    assert "not a directory" in capsys.readouterr().err

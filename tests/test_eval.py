@@ -127,3 +127,35 @@ def test_engine_run_counts_and_forward_budget(tmp_path):
     assert report["forward_calls"] <= n_tokens + 1  # one decode step per token (+ BOS at reset)
     again = evaluate_ksr(text, open_session(bundle, backend="numpy"), k=3, quiet=True)
     assert again["keystrokes"] == report["keystrokes"]  # deterministic
+
+
+def test_cli_eval_ksr_json_with_baseline_and_plot(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from test_bundle import TINY_TEXT
+
+    bundle = make_tiny_bundle(tmp_path / "b", window=32)
+    train = tmp_path / "train.txt.gz"
+    train.write_bytes(gzip.compress(TINY_TEXT.encode() * 5))
+    text = tmp_path / "eval.txt"
+    text.write_bytes(TINY_TEXT.encode() + b"caf\xe9 \xff\n")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "runtime.cli", "eval", "ksr", "--text", str(text), "--backend", "numpy",
+               "--bundle", str(bundle), "--baseline-train", str(train), "--ngram-order", "3", "--json",
+               "--plot", str(tmp_path / "ksr.png")]
+    out = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    report = json.loads(out.stdout)  # exactly one JSON object on stdout
+    for key in ("ksr", "top1_next_word", "top3_next_word", "chars", "keystrokes", "backend"):
+        assert key in report and key in report["baseline"]
+    assert report["backend"] == "numpy" and report["baseline"]["backend"] == "ngram"
+    assert report["chars"] == report["baseline"]["chars"] == len(TINY_TEXT) + 7
+    assert report["replaced_chars"] == 2 and "2 invalid UTF-8" in out.stderr
+    # the n-gram trained on the very text it types must save keystrokes
+    assert report["baseline"]["ksr"] > 0.3
+    assert (tmp_path / "ksr.png").stat().st_size > 1000
+    missing = subprocess.run(command[:5] + ["--text", str(tmp_path / "nope.txt")] + command[7:],
+                             capture_output=True, text=True, env=env)
+    assert missing.returncode == 2 and missing.stdout == "" and "nope.txt: cannot read" in missing.stderr

@@ -18,7 +18,7 @@ from runtime import cli
 from runtime.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
-INIT_SCRIPT = REPO / "firmware/files/S99edgetype"
+INIT_SCRIPT = REPO / "firmware/S99edgetype.sh"
 
 
 def fake_bundle(path: Path, chip: str, quant: str) -> Path:

@@ -155,8 +155,9 @@ def test_a_mouse_and_a_second_keyboard_at_the_same_time():
     keyboards.release()
 
 
-def test_sigterm_during_the_demo_releases_the_keyboard(monkeypatch, tmp_path, capfd):
-    """`edgetype demo` (in-process, fake engine) on a fake keyboard, stopped by SIGTERM mid-run."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_signal_during_the_demo_releases_the_keyboard(monkeypatch, tmp_path, capfd, signum):
+    """`edgetype demo` (in-process, fake engine) on a fake keyboard, stopped by a signal mid-run."""
     from keyboard_ui.cli import register
     from keyboard_ui.journal import read_journal_text
 
@@ -167,18 +168,22 @@ def test_sigterm_during_the_demo_releases_the_keyboard(monkeypatch, tmp_path, ca
     install_fake_engine(monkeypatch)
     handlers_before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
     keyboard.push([(K.EV_KEY, K.KEY_CAPSLOCK, 1), (K.EV_KEY, K.KEY_CAPSLOCK, 0)] + taps("hello w"))
-    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))  # `kill PID`, service stop
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signum))  # `kill PID`, service stop, ^C
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(), {})
     args = parser.parse_args(["demo", "--journal", str(tmp_path / "j.txt"), "--restore", "no"])
     timer.start()
     try:
-        exit_code = args.func(args)
+        if signum == signal.SIGINT:  # Python's own KeyboardInterrupt; runtime/cli.py maps it to 130
+            with pytest.raises(KeyboardInterrupt):
+                args.func(args)
+        else:
+            assert args.func(args) == 128 + signum
     finally:
         timer.cancel()
-    assert exit_code == 128 + signal.SIGTERM
     assert not keyboard.grabbed and keyboard.closed and keyboard.leds[K.LED_CAPSL] == 0
     assert {s: signal.getsignal(s) for s in handlers_before} == handlers_before
     assert read_journal_text(str(tmp_path / "j.txt")) == "HELLO W"
     captured = capfd.readouterr()
-    assert "stopped by signal 15" in captured.err and "input: evdev /dev/input/event2" in captured.err
+    assert "input: evdev /dev/input/event2" in captured.err
+    assert (f"stopped by signal {signum}" in captured.err) == (signum != signal.SIGINT)

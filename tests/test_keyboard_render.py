@@ -100,18 +100,23 @@ def test_diff_redraw_reproduces_every_frame_exactly():
 
 
 def test_a_typical_keystroke_writes_far_less_than_a_full_redraw():
-    screen = TerminalScreen(lambda data: None, 80, 24)
-    text = "The quick brown fox jumps over the lazy dog. " * 30  # the text area is full
+    terminal = VirtualTerminal(80, 24)
+    screen = TerminalScreen(terminal.feed, 80, 24)
+    text = "The quick brown fox jumps over the lazy dog. " * 40  # more than the 21 text rows hold
     screen.draw(frame(text))
     per_keystroke = []
-    for char in "Hello wor":
-        text += char
-        per_keystroke.append(screen.draw(frame(text, ("world", "work", "wonder"), latency_ms=12.3 + len(text))))
+    typing = "Hello world, this line fills up and the text scrolls by one row. " * 3
+    for char in typing + "\b" * 90:  # then Backspace back over line starts (scrolls down)
+        text = text[:-1] if char == "\b" else text + char
+        current = frame(text, ("world", "work", "wonder"), latency_ms=12.3 + len(text) % 50)
+        per_keystroke.append(screen.draw(current))
+        lines, cursor = compose(current, 80, 24)
+        assert terminal.lines() == [line.rstrip() for line in lines]
     full = screen.full_redraw_bytes(frame(text))
     mean = sum(per_keystroke) / len(per_keystroke)
     print(f"80x24: mean {mean:.1f} bytes/keystroke (max {max(per_keystroke)}), full redraw {full} bytes")
     assert full > 1500
-    assert mean < full / 10 and max(per_keystroke) < full / 5
+    assert mean < full / 20 and max(per_keystroke) < full / 5  # scrolling included
 
 
 def test_wrapping_shows_the_last_lines_and_puts_the_cursor_after_the_text():

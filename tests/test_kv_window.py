@@ -267,3 +267,28 @@ def test_numpy_backend_of_tpu_driver_with_the_window():
     twin = ReferenceWindow(TINY_WEIGHTS, TINY, policy="sink", evict_batch=4, sink_tokens=2)
     for token in np.random.default_rng(6).integers(0, TINY.vocab_size, size=60):
         np.testing.assert_allclose(step(backend, window, TINY_WEIGHTS, int(token)), twin.step(int(token)), rtol=1e-3, atol=1e-3)
+
+
+def test_window_on_the_onnx_backend(tmp_path):
+    """The exported ONNX decode step (model_export/onnx_graph.py) on onnxruntime, driven by the window."""
+    import onnx
+
+    from model_export.model import ModelShape
+    from model_export.onnx_graph import build_decode_step
+    from tpu_driver.backends import open_backend
+
+    shape = ModelShape(vocab_size=TINY.vocab_size, d_model=TINY.d_model, n_layers=TINY.n_layers,
+                       n_heads=TINY.n_heads, d_ff=TINY.d_ff, window=TINY.window)
+    onnx.save(build_decode_step(TINY_WEIGHTS, shape, TINY.window), str(tmp_path / "model.onnx"))
+    backend = open_backend("onnx", tmp_path / "model.onnx")
+    for policy in ("sink", "pages"):
+        window = KVWindow(backend, TINY, policy=policy, weights=TINY_WEIGHTS, **OPTS)
+        twin = ReferenceWindow(TINY_WEIGHTS, TINY, policy=policy, **OPTS)
+        for i, token in enumerate(np.random.default_rng(8).integers(0, TINY.vocab_size, size=60)):
+            np.testing.assert_allclose(step(backend, window, TINY_WEIGHTS, int(token)), twin.step(int(token)),
+                                       rtol=1e-3, atol=1e-3)
+            if i % 13 == 12:
+                window.rollback(3)
+                twin.rollback(3)
+        assert window.n_tokens == twin.n_tokens and list(window.kept_tokens()) == twin.kept_tokens()
+    backend.close()

@@ -173,7 +173,9 @@ def read_cvimodel_info(source, verify_md5: bool = True) -> CvimodelInfo:
         raise ModelFileError(f"{what}: truncated: header says {HEADER_SIZE + body_size}+ bytes, file has "
                              f"{len(data)}; re-copy or recompile it")
     if verify_md5 and hashlib.md5(data[HEADER_SIZE:]).digest() != md5:
-        raise ModelFileError(f"{what}: md5 mismatch (file truncated or corrupt); re-copy or recompile it")
+        raise ModelFileError(f"{what}: md5 mismatch (file truncated or corrupt; or straight from `model_tool "
+                             "--combine`, which leaves the md5 unset: see cvimodel_file.rewrite_md5); re-copy "
+                             "or recompile it")
     fb = _FlatBuffer(data[HEADER_SIZE:HEADER_SIZE + body_size], what)
     model = fb.root()
     version_pos = fb.field_pos(model, 0)
@@ -212,6 +214,20 @@ def read_cvimodel_info(source, verify_md5: bool = True) -> CvimodelInfo:
                         name=fb.string(model, 1) or "", target=fb.string(model, 8),
                         mlir_version=fb.string(model, 9), build_time=fb.string(model, 2),
                         programs=tuple(programs), file_size=len(data))
+
+
+def rewrite_md5(path) -> None:
+    """Set the header md5 to md5(everything after the header), as model_deploy writes it.
+
+    For files from `model_tool --combine` (tpu-mlir 1.30.2), which leaves the field unset. Parses the
+    file afterwards (without the md5) so a structurally broken file is still refused.
+    """
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    parse_header(bytes(data[:HEADER_SIZE]), str(path))
+    data[14:30] = hashlib.md5(bytes(data[HEADER_SIZE:])).digest()
+    read_cvimodel_info(bytes(data), verify_md5=False)
+    path.write_bytes(bytes(data))
 
 
 def _strings(fb: _FlatBuffer, table: int, index: int) -> list[str]:

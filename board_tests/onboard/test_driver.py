@@ -13,6 +13,20 @@ def _open_backend(bundle_path):
     return open_backend(boardenv.backend_name(), load_bundle(bundle_path))
 
 
+def test_board_python_has_numpy_and_cffi():
+    boardenv.require_board()
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        raise AssertionError(f"{boardenv.python_info()} has no numpy: the stock buildroot image "
+                             "lacks it (build it with BR2_PACKAGE_PYTHON_NUMPY=y or use Debian)")
+    if boardenv.backend_name() in ("tpu", "cmodel"):
+        try:
+            import cffi  # noqa: F401
+        except ImportError:
+            raise AssertionError(f"{boardenv.python_info()} has no cffi (the TPU driver needs it)")
+
+
 def test_bundle_loads_and_passes_its_checks():
     boardenv.require_board()
     from runtime.bundle import load_bundle

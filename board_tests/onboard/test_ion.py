@@ -14,12 +14,13 @@ LEAK_TOLERANCE_BYTES = 64 * 1024  # page-rounding noise of the heap dump, far be
 
 
 def ion_used_bytes(summary_text: str) -> int:
-    """Bytes in use from cvi_carveout_heap_dump/summary (`... used: N bytes`, or the sum of the
-    per-buffer sizes when the dump lists buffers)."""
-    match = re.search(r"used[^0-9]*(\d+)\s*(bytes|kb|KB|B)?", summary_text, re.IGNORECASE)
+    """Bytes in use from cvi_carveout_heap_dump/summary. Its first line reads
+    `carveout heap size:78643200 bytes, used:41254912 bytes usage rate:53%,` (some kernels print
+    `used:87MB`); without it, the sum of the per-buffer sizes of the buffer list."""
+    match = re.search(r"\bused\s*:?\s*(\d+)\s*(bytes|b|kb|mb)?", summary_text, re.IGNORECASE)
     if match:
-        value = int(match.group(1))
-        return value * 1024 if (match.group(2) or "").lower() == "kb" else value
+        unit = (match.group(2) or "bytes").lower()
+        return int(match.group(1)) * {"bytes": 1, "b": 1, "kb": 1 << 10, "mb": 1 << 20}[unit]
     sizes = re.findall(r"size[^0-9]*(\d+)", summary_text, re.IGNORECASE)
     if sizes:
         return sum(int(s) for s in sizes)

@@ -54,3 +54,12 @@ def compiled_mlp_cv180x_int8(toolchain):
     rng = np.random.default_rng(5)
     calibration = [{"x": rng.standard_normal((1, 1, 32)).astype(np.float32)} for _ in range(16)]
     return compile_onnx(onnx_bytes, chip="cv180x", quant="INT8", name="mlp", calibration_inputs=calibration), onnx_bytes
+
+
+@pytest.fixture(scope="session")
+def compiled_two_programs(toolchain):
+    """One cvimodel, two programs sharing weights: the MLP for 1 token (program 0) and 4 tokens (1)."""
+    from model_export.compile_cache import compile_onnx_programs
+
+    graphs = [sim_graphs.mlp_onnx(tokens=1), sim_graphs.mlp_onnx(tokens=4)]
+    return compile_onnx_programs([{"onnx": g} for g in graphs], chip="cv181x", quant="BF16", name="mlp2"), graphs

@@ -24,16 +24,16 @@ def _f32(name, shape):
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
 
 
-def mlp_onnx(d_in: int = 32, d_hidden: int = 64, d_out: int = 16, seed: int = 0) -> bytes:
-    """x[1,1,d_in] @ W1 -> Tanh -> @ W2 -> y[1,1,d_out]; and a second output z = y * 2."""
+def mlp_onnx(d_in: int = 32, d_hidden: int = 64, d_out: int = 16, seed: int = 0, tokens: int = 1) -> bytes:
+    """x[1,T,d_in] @ W1 -> Tanh -> @ W2 -> y[1,T,d_out]; and a second output z = y * 2 (same weights for any T)."""
     rng = np.random.default_rng(seed)
     w1 = numpy_helper.from_array((rng.standard_normal((d_in, d_hidden)) * 0.2).astype(np.float32), "w1")
     w2 = numpy_helper.from_array((rng.standard_normal((d_hidden, d_out)) * 0.2).astype(np.float32), "w2")
     two = numpy_helper.from_array(np.array(2.0, np.float32), "two")
     nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Tanh", ["h"], ["t"]),
              helper.make_node("MatMul", ["t", "w2"], ["y"]), helper.make_node("Mul", ["y", "two"], ["z"])]
-    return _model(nodes, "mlp", [_f32("x", (1, 1, d_in))], [_f32("y", (1, 1, d_out)), _f32("z", (1, 1, d_out))],
-                  [w1, w2, two])
+    return _model(nodes, "mlp", [_f32("x", (1, tokens, d_in))],
+                  [_f32("y", (1, tokens, d_out)), _f32("z", (1, tokens, d_out))], [w1, w2, two])
 
 
 def alibi_slopes(n_heads: int) -> np.ndarray:

@@ -116,3 +116,41 @@ def test_views_outlive_close_without_crashing_and_release_follows(compiled_mlp):
 
     gc.collect()
     assert handle_key not in gateway._handle_libraries  # CVI_NN_CleanupModel ran when the view went
+
+
+def test_output_all_tensors_exposes_intermediates_for_debugging(compiled_mlp):
+    """OPTION_OUTPUT_ALL_TENSORS: the way to find where a compiled graph goes wrong (PLATFORM.md)."""
+    compiled, onnx_bytes = compiled_mlp
+    x = np.random.default_rng(13).standard_normal((1, 1, 32)).astype(np.float32)
+    with CviModel(compiled.cvimodel_path, output_all_tensors=True) as model:
+        names = [t.name for t in model.outputs]
+        assert len(names) > 2 and "x" in names, names  # more than the two graph outputs
+        model.input("x").write(x.reshape(model.input("x").shape))
+        model.forward()
+        # the BF16 tensor before the output cast (Tanh is fused into the MatMul group, so not visible)
+        internal = model.output("y_MatMul")
+        assert internal.fmt_name == "BF16"
+        got = internal.read().ravel()
+    y_ref = reference(onnx_bytes, x)[0]
+    assert sim_graphs.cosine(got, y_ref) >= 0.999
+
+
+def test_two_programs_in_one_cvimodel_select_by_index_and_clone(compiled_two_programs):
+    compiled, graphs = compiled_two_programs
+    info = read_cvimodel_info(compiled.cvimodel_path)  # md5 valid after compile_onnx_programs' rewrite
+    assert [int(np.prod(p.inputs[0].shape)) for p in info.programs] == [32, 128]
+    rng = np.random.default_rng(14)
+    x1 = rng.standard_normal((1, 1, 32)).astype(np.float32)
+    x4 = rng.standard_normal((1, 4, 32)).astype(np.float32)
+    with CviModel(compiled.cvimodel_path, input_shapes={"x": (1, 1, 32)}) as step, \
+            step.clone(program_index=1, input_shapes={"x": (1, 4, 32)}) as chunk:
+        step.input("x").write(x1)
+        chunk.input("x").write(x4)
+        step.forward()
+        chunk.forward()
+        assert sim_graphs.cosine(step.output(0).read(), reference(graphs[0], x1)[0]) >= 0.999
+        assert sim_graphs.cosine(chunk.output(0).read(), reference(graphs[1], x4)[0]) >= 0.999
+    with CviModel(compiled.cvimodel_path, program_index=1) as direct:
+        assert direct.input("x").count == 128
+    with pytest.raises(ModelFileError, match="2 program"):
+        CviModel(compiled.cvimodel_path, program_index=2)

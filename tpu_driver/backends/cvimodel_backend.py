@@ -7,7 +7,7 @@ bundle's/ONNX's output names by position (the compiler keeps the output order).
 """
 from __future__ import annotations
 
-from tpu_driver.backends.base import BackendBase, ModelSource, TensorSpec, resolve_source, specs_from_onnx
+from tpu_driver.backends.base import BackendBase, TensorSpec, resolve_source, specs_from_onnx
 from tpu_driver.model import CviModel
 from runtime.errors import UserError
 
