@@ -169,6 +169,8 @@ class SimulatedBoard:
             "EDGETYPE_INPUT_DEVICES": str(s / "proc/bus/input/devices"),
             "EDGETYPE_DEV_DIR": str(s / "dev"),
             "EDGETYPE_TPU_MODULE_DIR": str(s / "mnt/system/ko"),
+            # the cmodel takes ~0.4 s per full-size step: time fewer of them than on a board
+            "EDGETYPE_LATENCY_STEPS": os.environ.get("EDGETYPE_LATENCY_STEPS", "10"),
         })
         env.update(self.extra_env)
         return env

@@ -1,0 +1,450 @@
+"""Export a trained model to a bundle: ONNX decode step, tpu-mlir compile, manifest, golden data.
+
+    edgetype export --chip cv181x|cv180x --quant bf16|int8 --window W [--model models/default]
+                    -o DIR [--keep-intermediates DIR]
+
+Steps: load the model folder (config.json, weights.npz, tokenizer.json); estimate the ION the
+compiled step needs and refuse a window too big for the chip; build the ONNX graph
+(model_export/onnx_graph.py) and check it with onnxruntime against runtime/reference_model.py on
+validation tokens; for INT8 collect calibration inputs by running the ONNX step over held-out
+validation text; compile through the compile cache (model_export/compile_cache.py); read the
+compiled tensors and the ION size back (`model_tool --info`); write manifest.json and golden.json.
+The bundle is built in a temp folder beside DIR and renamed into place at the end.
+`--chip none` writes an onnx-only bundle (no cvimodel; onnx and numpy backends only).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runtime.errors import UserError
+
+FORMAT_VERSION = 1
+CHIPS = ("cv180x", "cv181x")
+QUANTS = ("bf16", "int8")
+# TPU-visible ION carve-out per chip (PLATFORM.md): Duo 16 MiB, Duo 256M 75 MiB
+ION_LIMIT_BYTES = {"cv180x": 16 << 20, "cv181x": 75 << 20}
+GOLDEN_STEPS = 48
+CALIBRATION_SAMPLES = 32
+VERIFY_PARAGRAPH = 0  # verify/golden use valid paragraphs from here; calibration from CALIB_FIRST
+CALIBRATION_FIRST_PARAGRAPH = 200
+
+
+def _log(message: str) -> None:
+    print(f"[export] {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------ model folder ---
+@dataclass
+class TrainedModel:
+    folder: Path
+    config: object  # runtime.reference_model.ModelConfig
+    weights: dict  # name -> float32 ndarray
+    tokenizer: object  # runtime.tokenizer.Tokenizer
+    model_id: str
+
+
+def load_model_folder(folder: Path) -> TrainedModel:
+    from runtime import reference_model
+    from runtime.tokenizer import Tokenizer
+
+    for name in ("config.json", "weights.npz", "tokenizer.json"):
+        if not (folder / name).is_file():
+            raise UserError(f"{folder / name} is missing; train a model first (`edgetype train -o {folder}`)")
+    config = reference_model.ModelConfig.load(folder / "config.json")
+    try:
+        weights = reference_model.load_weights(folder / "weights.npz", config)
+    except ValueError as error:
+        raise UserError(f"{folder / 'weights.npz'}: {error}; retrain or fix config.json") from None
+    try:
+        tokenizer = Tokenizer.load(folder / "tokenizer.json")
+    except ValueError as error:
+        raise UserError(f"{error}; retrain the model") from None
+    if tokenizer.vocab_size != config.vocab_size:
+        raise UserError(f"{folder / 'tokenizer.json'} has {tokenizer.vocab_size} tokens, config.json says "
+                        f"{config.vocab_size}; they belong to different models")
+    model_id = json.loads((folder / "config.json").read_text()).get("model_id") or \
+        hashlib.sha256((folder / "weights.npz").read_bytes()).hexdigest()[:16]
+    return TrainedModel(folder, config, weights, tokenizer, model_id)
+
+
+# ------------------------------------------------------------------------------ ION estimate ---
+def estimate_ion_bytes(config, window: int, quant: str) -> dict:
+    """Estimate of the ION a compiled decode step needs, before compiling (bytes).
+
+    weights: every matrix on the TPU (q/k/v/o, FFN, the tied head) at 1 byte (int8) or 2 (bf16),
+    plus LayerNorm/bias/lookup tables; io: the float32 inputs (x, mask, dist, K/V caches) and
+    outputs; activations: the bf16 concatenated K/V of one layer twice plus the FFN hidden and
+    logits. A 10 % margin covers alignment. `model_tool --info` gives the real figure after.
+    """
+    D, F, V, L, H = config.d_model, config.d_ff, config.vocab_size, config.n_layers, config.n_heads
+    W = window
+    matrix_params = L * (4 * D * D + 2 * D * F) + V * D
+    small_params = L * (4 * D + F + D) + 2 * D
+    weight_bytes = matrix_params * (1 if quant == "int8" else 2) + small_params * 4 + 64 * 1024
+    io_bytes = 4 * (D + 2 * W + L * 2 * D * W) + 4 * (V + L * 2 * D)
+    activation_bytes = 2 * (2 * 2 * D * (W + 1) + F + V + 8 * D)
+    total = int(1.1 * (weight_bytes + io_bytes + activation_bytes))
+    return {"weights": weight_bytes, "io": io_bytes, "activations": activation_bytes, "total": total}
+
+
+def check_window_fits(config, chip: str, window: int, quant: str) -> dict:
+    estimate = estimate_ion_bytes(config, window, quant)
+    limit = ION_LIMIT_BYTES[chip]
+    if estimate["total"] > limit:
+        mib = estimate["total"] / (1 << 20)
+        raise UserError(f"window {window} needs about {mib:.1f} MiB of ION on {chip} in {quant} "
+                        f"(estimate), over the {limit >> 20} MiB carve-out; choose a smaller --window")
+    return estimate
+
+
+# ------------------------------------------------------------------------------ onnx stepping --
+class OnnxStepper:
+    """Runs the ONNX decode step over a token sequence with an append-only window (slot t = token t)."""
+
+    def __init__(self, onnx_bytes: bytes, config, weights, window: int):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.config, self.weights, self.window = config, weights, window
+        self.reset()
+
+    def reset(self) -> None:
+        from runtime.reference_model import MASK_EMPTY
+
+        c, W = self.config, self.window
+        self.feeds = {"x": np.zeros((1, 1, c.d_model), np.float32),
+                      "mask": np.full((1, 1, 1, W), MASK_EMPTY, np.float32),  # [1,1,1,W]
+                      "dist": np.zeros((1, 1, 1, W), np.float32)}  # [1,1,1,W]
+        for layer in range(c.n_layers):
+            self.feeds[f"k_cache_{layer}"] = np.zeros((1, c.n_heads, c.head_dim, W), np.float32)
+            self.feeds[f"v_cache_{layer}"] = np.zeros((1, c.n_heads, W, c.head_dim), np.float32)
+        self.t = 0
+
+    def inputs_for(self, token: int) -> dict:
+        """The feeds of the next step (a copy: safe to keep as a calibration sample)."""
+        if self.t >= self.window:
+            raise ValueError(f"append-only window of {self.window} slots is full")
+        self.feeds["x"][...] = self.weights["embedding"][token]
+        self.feeds["dist"][...] = 0.0
+        self.feeds["dist"][0, 0, 0, : self.t] = self.t - np.arange(self.t)
+        return {k: v.copy() for k, v in self.feeds.items()}
+
+    def step(self, token: int) -> dict:
+        feeds = self.inputs_for(token)
+        outputs = dict(zip(self.output_names, self.session.run(None, feeds)))
+        self.append(outputs)
+        return outputs
+
+    def append(self, outputs: dict) -> None:
+        t = self.t
+        for layer in range(self.config.n_layers):
+            self.feeds[f"k_cache_{layer}"][..., t] = outputs[f"k_new_{layer}"][..., 0]
+            self.feeds[f"v_cache_{layer}"][:, :, t, :] = outputs[f"v_new_{layer}"][:, :, 0, :]
+        self.feeds["mask"][0, 0, 0, t] = 0.0
+        self.t += 1
+
+
+def validation_tokens(tokenizer, corpus_dir: Path, first_paragraph: int, count: int) -> list[int]:
+    """`count` tokens of valid.txt.gz from paragraph `first_paragraph` on, each paragraph with <bos>."""
+    from model_export.train import read_paragraphs
+
+    paragraphs = read_paragraphs(corpus_dir / "valid.txt.gz")
+    tokens: list[int] = []
+    for paragraph in paragraphs[first_paragraph:]:
+        tokens.extend(tokenizer.encode(paragraph, bos=True))
+        if len(tokens) >= count:
+            break
+    if len(tokens) < count:
+        raise UserError(f"{corpus_dir / 'valid.txt.gz'} holds fewer than {count} tokens after paragraph "
+                        f"{first_paragraph}")
+    return tokens[:count]
+
+
+def check_onnx_against_reference(stepper: OnnxStepper, tokens: list[int], atol: float = 1e-3) -> float:
+    """Max |onnx - numpy reference| of the logits over `tokens`; raises when over `atol`."""
+    from runtime import reference_model as ref
+
+    c = stepper.config
+    stepper.reset()
+    worst = 0.0
+    for token in tokens:
+        feeds = stepper.inputs_for(token)
+        outputs = dict(zip(stepper.output_names, stepper.session.run(None, feeds)))
+        logits, _, _ = ref.decode_step(stepper.weights, c, feeds["x"], feeds["mask"], feeds["dist"],
+                                       [feeds[f"k_cache_{l}"] for l in range(c.n_layers)],
+                                       [feeds[f"v_cache_{l}"] for l in range(c.n_layers)])
+        worst = max(worst, float(np.abs(outputs["logits"] - logits).max()))
+        stepper.append(outputs)
+    stepper.reset()
+    if worst > atol:
+        raise RuntimeError(f"ONNX decode step disagrees with runtime/reference_model.py: max |logit diff| "
+                           f"{worst:.2e} > {atol}; the exporter is wrong")
+    return worst
+
+
+def calibration_samples(stepper: OnnxStepper, tokens: list[int], count: int) -> list[dict]:
+    """Inputs of `count` steps spread over windows filled from empty to full (INT8 calibration)."""
+    stepper.reset()
+    W = stepper.window
+    picks = set(np.linspace(0, len(tokens) - 1, count).round().astype(int).tolist())
+    samples = []
+    for i, token in enumerate(tokens):
+        if stepper.t >= W:
+            stepper.reset()
+        if i in picks:
+            samples.append(stepper.inputs_for(token))
+        stepper.step(token)
+    stepper.reset()
+    return samples
+
+
+def golden_data(stepper: OnnxStepper, tokenizer, tokens: list[int]) -> dict:
+    """Per step the ONNX top-5 next-token ids and logits; and top-3 suggestions for fixed contexts."""
+    from runtime.tokenizer import is_sentence_start
+
+    stepper.reset()
+    steps = []
+    for token in tokens:
+        logits = stepper.step(token)["logits"][0]
+        top = np.argsort(-logits, kind="stable")[:5]
+        steps.append({"token": int(token), "top5_ids": [int(i) for i in top],
+                      "top5_logits": [round(float(logits[i]), 4) for i in top]})
+    suggestions = []
+    for context, prefix in (("The president said that", ""), ("The president said that", "t"),
+                            ("It was the first time in", ""), ("I would like to", "s")):
+        stepper.reset()
+        ids = tokenizer.encode(context, bos=True)
+        for token in ids:
+            logits = stepper.step(token)["logits"][0]
+        candidates = tokenizer.prefix_ids(prefix)
+        best = candidates[np.argsort(-logits[candidates], kind="stable")[:3]]
+        start = is_sentence_start(context + " ")
+        suggestions.append({"context": context, "prefix": prefix, "context_ids": [int(i) for i in ids],
+                            "top3_ids": [int(i) for i in best],
+                            "suggestions": [tokenizer.surface(int(i), prefix, start) for i in best]})
+    stepper.reset()
+    return {"format_version": 1, "backend": "onnx (onnxruntime, float32)",
+            "window": "append-only: slot t holds token t; dist = t - slot; mask 0 for occupied slots",
+            "bos": True, "steps": steps, "suggestions": suggestions,
+            "note": "tokens are the first tokens of models/corpus/valid.txt.gz (held-out validation text); "
+                    "suggestions: top-3 word tokens after the context's tokens, filtered by prefix, cased "
+                    "by runtime.tokenizer.Tokenizer.surface"}
+
+
+# ------------------------------------------------------------------------------ cvimodel info --
+def parse_model_tool_info(info: str) -> dict:
+    """Inputs/outputs (name, shape, dtype) and ION bytes from `model_tool --info` text."""
+    from model_export.compile_cache import parse_ion_bytes
+
+    program = info.split("Program #0", 1)[-1]
+    inputs = re.search(r"^\s*inputs\s*:\s*(\S+)", program, re.M)
+    outputs = re.search(r"^\s*outputs\s*:\s*(\S+)", program, re.M)
+    tensors = {}
+    for match in re.finditer(r"^\s*\d+\s+\d+\s+(\w+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+\S+\s+\S+\s+(\S+)\s*$",
+                             program, re.M):
+        dtype, n, c, h, w, name = match.groups()
+        tensors.setdefault(name, {"dtype": dtype, "nchw": [int(n), int(c), int(h), int(w)]})
+    return {"inputs": inputs.group(1).split(",") if inputs else [],
+            "outputs": outputs.group(1).split(",") if outputs else [],
+            "tensors": tensors, "ion_bytes": parse_ion_bytes(info)}
+
+
+def model_tool_info(cvimodel: Path) -> str:
+    import subprocess
+
+    from model_export import toolchain
+
+    result = subprocess.run([str(toolchain.tool_path("model_tool")), "--info", str(cvimodel)],
+                            env=toolchain.toolchain_env(), capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise UserError(f"model_tool --info {cvimodel} failed: {result.stderr.strip()[-200:]}")
+    return result.stdout
+
+
+_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "int8": "int8", "uint8": "uint8", "int16": "int16",
+           "uint16": "uint16", "int32": "int32"}
+
+
+def compiled_tensor_specs(info: dict, onnx_inputs, onnx_outputs) -> tuple[list, list]:
+    """Manifest entries: contract name, shape, dtype and the cvimodel's own name and dtype.
+
+    The compiler keeps input names and the output order but renames outputs (`logits_Reshape_f32`);
+    outputs are matched by position, as tpu_driver does. Shapes are the contract (ONNX) shapes:
+    the cvimodel stores every tensor as 4-d NCHW, so its element count is checked instead.
+    """
+    def entries(names, compiled_names, section):
+        if len(names) != len(compiled_names):
+            raise UserError(f"cvimodel has {len(compiled_names)} {section}, the ONNX graph {len(names)}")
+        out = []
+        for (name, shape), compiled in zip(names, compiled_names):
+            tensor = info["tensors"].get(compiled)
+            if tensor is None:
+                raise UserError(f"cvimodel {section[:-1]} {compiled!r} is missing from model_tool's tensor map")
+            if int(np.prod(tensor["nchw"])) != int(np.prod(shape)):
+                raise UserError(f"cvimodel {section[:-1]} {compiled} has {tensor['nchw']} elements, ONNX {name} "
+                                f"has shape {shape}")
+            out.append({"name": name, "shape": list(shape), "dtype": _DTYPES.get(tensor["dtype"], tensor["dtype"]),
+                        "compiled_name": compiled, "compiled_nchw": tensor["nchw"]})
+        return out
+
+    return entries(onnx_inputs, info["inputs"], "inputs"), entries(onnx_outputs, info["outputs"], "outputs")
+
+
+# ------------------------------------------------------------------------------ the export -----
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_bundle(model_dir: Path, output: Path, chip: str, quant: str, window: int | None = None,
+                  corpus_dir: Path = Path("models/corpus"), keep_intermediates: Path | None = None) -> dict:
+    import onnx
+
+    from model_export import onnx_graph
+    from model_export.model import ModelShape
+
+    chip = chip.lower()
+    quant = quant.lower()
+    if chip not in CHIPS + ("none",):
+        raise UserError(f"unknown chip {chip!r}: use cv181x (Milk-V Duo 256M, SG2002), cv180x (Milk-V Duo, "
+                        f"CV1800B) or none (onnx-only bundle)")
+    if quant not in QUANTS + (("f32",) if chip == "none" else ()):
+        raise UserError(f"unknown quantization {quant!r}: cv18xx TPUs run bf16 or int8")
+    started = time.monotonic()
+    model = load_model_folder(model_dir)
+    config = model.config
+    window = window or config.window
+    if window < 1:
+        raise UserError(f"--window must be >= 1 (got {window})")
+    estimate = check_window_fits(config, chip, window, quant) if chip != "none" else None
+    if chip != "none":
+        from model_export import toolchain
+        toolchain.require_toolchain()
+
+    shape = ModelShape(config.vocab_size, config.d_model, config.n_layers, config.n_heads, config.d_ff, window)
+    onnx_model = onnx_graph.build_decode_step(model.weights, shape, window)
+    onnx_bytes = onnx_model.SerializeToString()
+    stepper = OnnxStepper(onnx_bytes, config, model.weights, window)
+    check_tokens = validation_tokens(model.tokenizer, corpus_dir, VERIFY_PARAGRAPH, min(GOLDEN_STEPS, window))
+    onnx_error = check_onnx_against_reference(stepper, check_tokens)
+    _log(f"ONNX decode step == numpy reference over {len(check_tokens)} validation tokens "
+         f"(max |logit diff| {onnx_error:.1e})")
+
+    bundle_config = json.loads((model_dir / "config.json").read_text())
+    bundle_config["window"] = window
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    try:
+        compiled = None
+        if chip != "none":
+            from model_export.compile_cache import compile_onnx
+
+            calibration = None
+            if quant == "int8":
+                calib_tokens = validation_tokens(model.tokenizer, corpus_dir, CALIBRATION_FIRST_PARAGRAPH,
+                                                 4 * window)
+                calibration = calibration_samples(stepper, calib_tokens, CALIBRATION_SAMPLES)
+                _log(f"INT8 calibration: {len(calibration)} decode-step inputs from {len(calib_tokens)} tokens "
+                     f"of valid.txt.gz (paragraphs {CALIBRATION_FIRST_PARAGRAPH}+)")
+            from model_export.compile_cache import CompileError
+            try:
+                compiled = compile_onnx(onnx_bytes, chip=chip, quant=quant.upper(), name="decode",
+                                        calibration_inputs=calibration)
+            except CompileError as error:
+                failed = re.search(r"(\S*\.failed-[0-9a-f]+)", str(error))
+                if keep_intermediates and failed:
+                    shutil.rmtree(keep_intermediates, ignore_errors=True)
+                    shutil.copytree(failed.group(1), keep_intermediates)
+                    raise CompileError(f"{error} (work folder copied to {keep_intermediates})") from None
+                raise
+            if keep_intermediates:
+                keep = Path(keep_intermediates)
+                shutil.rmtree(keep, ignore_errors=True)
+                shutil.copytree(compiled.cache_dir, keep)
+                _log(f"tpu-mlir work folder copied to {keep}")
+            shutil.copyfile(compiled.cvimodel_path, tmp / "model.cvimodel")
+            info = parse_model_tool_info(model_tool_info(tmp / "model.cvimodel"))
+            inputs, outputs = compiled_tensor_specs(info, onnx_graph.input_specs(shape, window),
+                                                    onnx_graph.output_specs(shape))
+            ion_bytes = info["ion_bytes"]
+        else:
+            inputs = [{"name": n, "shape": s, "dtype": "float32"} for n, s in onnx_graph.input_specs(shape, window)]
+            outputs = [{"name": n, "shape": s, "dtype": "float32"} for n, s in onnx_graph.output_specs(shape)]
+            ion_bytes = None
+        onnx.save(onnx_model, tmp / "model.onnx")
+        shutil.copyfile(model_dir / "weights.npz", tmp / "weights.npz")
+        shutil.copyfile(model_dir / "tokenizer.json", tmp / "tokenizer.json")
+        (tmp / "config.json").write_text(json.dumps(bundle_config, indent=2, sort_keys=True) + "\n")
+        golden = golden_data(stepper, model.tokenizer,
+                             validation_tokens(model.tokenizer, corpus_dir, VERIFY_PARAGRAPH,
+                                               min(GOLDEN_STEPS, window)))
+        (tmp / "golden.json").write_text(json.dumps(golden, indent=1) + "\n")
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "model_id": model.model_id,
+            "tokenizer_id": model.tokenizer.tokenizer_id,
+            "chip": None if chip == "none" else chip,
+            "quant": quant if chip != "none" else "f32",
+            "window": window,
+            "config": {k: bundle_config[k] for k in ("vocab_size", "d_model", "n_layers", "n_heads",
+                                                      "d_ff", "window")},
+            "inputs": inputs,
+            "outputs": outputs,
+            "tpu_mlir_version": compiled.tpu_mlir_version if compiled else None,
+            "ion_bytes": ion_bytes,
+            "ion_bytes_source": "model_tool --info: CviModel Need ION Memory Size" if compiled else None,
+            "ion_bytes_estimate": estimate["total"] if estimate else None,
+            "ion_limit_bytes": ION_LIMIT_BYTES.get(chip),
+            "onnx_vs_reference_max_abs_logit_diff": onnx_error,
+            "calibration": ({"text": "models/corpus/valid.txt.gz", "first_paragraph": CALIBRATION_FIRST_PARAGRAPH,
+                             "samples": CALIBRATION_SAMPLES} if quant == "int8" else None),
+            "files": files,
+            "created_by": "edgetype export (model_export/export.py)",
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        if output.exists():
+            old = output.with_name(f".{output.name}.old-{int(time.time())}")
+            output.rename(old)
+            tmp.rename(output)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    seconds = round(time.monotonic() - started, 1)
+    _log(f"bundle {output}: chip {chip} quant {quant} window {window} ion_bytes {ion_bytes} ({seconds} s)")
+    return {"bundle": str(output), "chip": manifest["chip"], "quant": manifest["quant"], "window": window,
+            "model_id": model.model_id, "ion_bytes": ion_bytes,
+            "ion_mib": round(ion_bytes / (1 << 20), 2) if ion_bytes else None,
+            "ion_bytes_estimate": manifest["ion_bytes_estimate"],
+            "cvimodel_bytes": (output / "model.cvimodel").stat().st_size if compiled else None,
+            "compile_cache_hit": compiled.cache_hit if compiled else None, "seconds": seconds}
+
+
+def run_export_command(args) -> int:
+    result = export_bundle(Path(args.model), Path(args.output), args.chip, args.quant, args.window,
+                           Path(args.corpus), Path(args.keep_intermediates) if args.keep_intermediates else None)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(" ".join(f"{k}={v}" for k, v in result.items()))
+    return 0

@@ -1,0 +1,203 @@
+"""Check a bundle's compiled cvimodel on the cmodel simulator against its ONNX, step by step.
+
+    edgetype verify [BUNDLE] --steps N [--debug] --json
+
+The same held-out validation tokens (models/corpus/valid.txt.gz, from its first paragraph) go
+through the `onnx` and the `cmodel` backends (tpu_driver.backends), each filling its own
+append-only K/V window from its own k_new/v_new outputs (slot t = token t, N <= W), so errors that
+compound through the cache show. Prints chip, quant, steps, top1_agreement (same argmax next
+token), min/mean cosine of the logits, the worst step, and the cmodel time per step.
+
+`--debug` re-runs the worst step's inputs with every compiled tensor exposed
+(OPTION_OUTPUT_ALL_TENSORS) and an ONNX graph with every node output exposed, matches tensors by
+name and names the first one (in graph order) whose cosine drops below 0.99.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from runtime.errors import UserError
+
+
+def _log(message: str) -> None:
+    print(f"[verify] {message}", file=sys.stderr, flush=True)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a = np.asarray(a, np.float64).ravel()
+    b = np.asarray(b, np.float64).ravel()
+    denom = np.linalg.norm(a) * np.linalg.norm(b)
+    if denom == 0:
+        return 1.0 if np.array_equal(a, b) else 0.0
+    return float(a @ b / denom)
+
+
+class WindowFeeder:
+    """Writes one decode step's inputs into a backend and appends its new K/V (append-only window)."""
+
+    def __init__(self, backend, config, weights):
+        from runtime.reference_model import MASK_EMPTY
+
+        self.backend, self.config, self.weights = backend, config, weights
+        W = config.window
+        self.mask = np.full((1, 1, 1, W), MASK_EMPTY, np.float32)  # [1,1,1,W] additive
+        self.dist = np.zeros((1, 1, 1, W), np.float32)  # [1,1,1,W] query - key position
+        for layer in range(config.n_layers):  # empty caches
+            backend.input(f"k_cache_{layer}").write(np.zeros((1, config.n_heads, config.head_dim, W), np.float32))
+            backend.input(f"v_cache_{layer}").write(np.zeros((1, config.n_heads, W, config.head_dim), np.float32))
+        self.t = 0
+
+    def step(self, token: int) -> np.ndarray:
+        """Run one token; returns logits float32 [V] (a copy)."""
+        backend, t = self.backend, self.t
+        self.dist[...] = 0.0
+        self.dist[0, 0, 0, :t] = t - np.arange(t)
+        backend.input("x").write(self.weights["embedding"][token][None, None, :])
+        backend.input("mask").write(self.mask)
+        backend.input("dist").write(self.dist)
+        backend.run()
+        logits = np.array(backend.output("logits").read(), dtype=np.float32).reshape(-1)
+        for layer in range(self.config.n_layers):
+            k_new = backend.output(f"k_new_{layer}").read()  # [1,H,hd,1]
+            v_new = backend.output(f"v_new_{layer}").read()  # [1,H,1,hd]
+            backend.input(f"k_cache_{layer}").write(np.asarray(k_new), index=(..., slice(t, t + 1)))
+            backend.input(f"v_cache_{layer}").write(np.asarray(v_new), index=(slice(None), slice(None), slice(t, t + 1)))
+        self.mask[0, 0, 0, t] = 0.0
+        self.t += 1
+        return logits
+
+    def current_inputs(self, token: int) -> dict:
+        """The inputs the next step would get (for --debug), read back from the backend."""
+        feeds = {name: np.array(self.backend.input(name).read(), np.float32) for name in self.backend.inputs}
+        t = self.t
+        dist = np.zeros_like(self.dist)
+        dist[0, 0, 0, :t] = t - np.arange(t)
+        feeds.update({"x": self.weights["embedding"][token][None, None, :].astype(np.float32),
+                      "mask": self.mask.copy(), "dist": dist})
+        return feeds
+
+
+def verify_bundle(bundle_dir: Path, steps: int, corpus_dir: Path, debug: bool = False) -> dict:
+    from model_export.export import VERIFY_PARAGRAPH, validation_tokens
+    from runtime.bundle import load_bundle
+    from runtime.reference_model import load_weights
+    from tpu_driver.backends import open_backend
+
+    bundle = load_bundle(bundle_dir)
+    if bundle.cvimodel_path is None:
+        raise UserError(f"{bundle_dir} has no model.cvimodel (an onnx-only bundle?); export with --chip")
+    config = bundle.config
+    if not 1 <= steps <= config.window:
+        raise UserError(f"--steps {steps}: must be 1..{config.window} (the append-only window of this bundle)")
+    weights = load_weights(bundle.weights_path, config)
+    tokens = validation_tokens(bundle.tokenizer, corpus_dir, VERIFY_PARAGRAPH, steps)
+
+    onnx_backend = open_backend("onnx", bundle)
+    cmodel_backend = open_backend("cmodel", bundle)
+    try:
+        reference, compiled = WindowFeeder(onnx_backend, config, weights), WindowFeeder(cmodel_backend, config, weights)
+        cosines, agree, step_ms = [], 0, []
+        worst = (2.0, -1)
+        for i, token in enumerate(tokens):
+            want = reference.step(token)
+            started = time.perf_counter()
+            got = compiled.step(token)
+            step_ms.append((time.perf_counter() - started) * 1000)
+            c = cosine(want, got)
+            cosines.append(c)
+            agree += int(np.argmax(want) == np.argmax(got))
+            if c < worst[0]:
+                worst = (c, i)
+    finally:
+        onnx_backend.close()
+        cmodel_backend.close()
+    result = {"bundle": str(bundle_dir), "chip": bundle.chip, "quant": bundle.quant, "steps": steps,
+              "top1_agreement": round(agree / steps, 4), "min_cosine": round(min(cosines), 6),
+              "mean_cosine": round(float(np.mean(cosines)), 6), "worst_step": worst[1],
+              "cmodel_ms_per_step_median": round(float(np.median(step_ms)), 1),
+              "text": f"{steps} tokens of {corpus_dir}/valid.txt.gz from paragraph {VERIFY_PARAGRAPH}",
+              "reference": "onnx backend (onnxruntime float32) on the bundle's model.onnx"}
+    if debug:
+        result["debug"] = first_divergence(bundle, config, weights, tokens[: worst[1] + 1])
+    return result
+
+
+def first_divergence(bundle, config, weights, tokens: list[int], threshold: float = 0.99) -> dict:
+    """Run `tokens` (the last one is the step to inspect) and compare every tensor of that step."""
+    import onnx
+    import onnxruntime as ort
+
+    from tpu_driver.backends import open_backend
+
+    # the inputs of the inspected step, as the onnx backend's own window holds them
+    onnx_backend = open_backend("onnx", bundle)
+    try:
+        feeder = WindowFeeder(onnx_backend, config, weights)
+        for token in tokens[:-1]:
+            feeder.step(token)
+        feeds = feeder.current_inputs(tokens[-1])
+    finally:
+        onnx_backend.close()
+
+    model = onnx.load(str(bundle.onnx_path))
+    graph_outputs = {o.name for o in model.graph.output}
+    order = []
+    for node in model.graph.node:
+        for name in node.output:
+            order.append((name, node.op_type))
+            if name not in graph_outputs:
+                model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    onnx_values = dict(zip(names, session.run(None, feeds)))
+
+    compiled = open_backend("cmodel", bundle, output_all_tensors=True)
+    try:
+        for name, value in feeds.items():
+            compiled.input(name).write(value)
+        compiled.run()
+        compiled_values = {name: np.array(compiled.output(name).read(), np.float32) for name in compiled.outputs}
+    finally:
+        compiled.close()
+
+    # compiled tensor names are "<onnx output>_<OpType>" plus maybe "_f32"/"_bf16"/"_int8"
+    by_onnx_name = {}
+    for cname, value in compiled_values.items():
+        base = cname
+        for suffix in ("_f32", "_bf16", "_int8", "_uint8"):
+            if base.endswith(suffix):
+                base = base[: -len(suffix)]
+        by_onnx_name.setdefault(base, (cname, value))
+    rows, first_bad = [], None
+    for name, op_type in order:
+        match = by_onnx_name.get(f"{name}_{op_type}")
+        if match is None or name not in onnx_values:
+            continue
+        cname, value = match
+        want = onnx_values[name]
+        if value.size != want.size:
+            continue
+        c = cosine(want, value)
+        rows.append({"tensor": name, "compiled": cname, "cosine": round(c, 6)})
+        if first_bad is None and c < threshold:
+            first_bad = rows[-1]
+    return {"inspected_step": len(tokens) - 1, "compared_tensors": len(rows),
+            "first_below_threshold": first_bad, "threshold": threshold, "tensors": rows}
+
+
+def run_verify_command(args) -> int:
+    result = verify_bundle(Path(args.bundle), args.steps, Path(args.corpus), args.debug)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        summary = {k: result[k] for k in ("chip", "quant", "steps", "top1_agreement", "min_cosine", "mean_cosine")}
+        print(" ".join(f"{k}={v}" for k, v in summary.items()))
+        if "debug" in result:
+            print(f"first tensor below cosine {result['debug']['threshold']}: "
+                  f"{result['debug']['first_below_threshold']}")
+    return 0
