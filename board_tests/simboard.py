@@ -13,7 +13,8 @@ What is simulated and what is not: the console, login, shell and file system beh
 board's; the TPU is the tpu-mlir cmodel; there is no ION debugfs (the ION test skips, saying so);
 `/proc/bus/input/devices` lists one *simulated* USB keyboard so the keyboard discovery code runs.
 
-Options (URL query): password=milkv, hostname=milkv-duo, backend=cmodel, bundle=DIR (appears as
+Options (URL query): password=milkv, hostname=milkv-duo, backend=cmodel, shell=/bin/sh|busybox
+(busybox: `busybox sh`, the board's ash with line editing), bundle=DIR (appears as
 /opt/edgetype/bundle), reboot_after_s=S (the board "reboots" S seconds after login: shell killed,
 U-Boot banner, login prompt), noise=1 (the line only carries bytes at a wrong baud rate).
 """
@@ -84,7 +85,8 @@ def parse_sim_url(url: str) -> dict:
     if parsed.scheme != "sim":
         raise UserError(f"not a sim:// URL: {url}")
     options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-    known = {"password", "hostname", "backend", "bundle", "reboot_after_s", "noise", "sandbox"}
+    known = {"password", "hostname", "backend", "bundle", "reboot_after_s", "noise", "sandbox",
+             "shell"}
     unknown = set(options) - known
     if unknown:
         raise UserError(f"sim:// options {sorted(unknown)} unknown; known: {sorted(known)}")
@@ -97,7 +99,8 @@ class SimulatedBoard:
     def __init__(self, *, password: str = "milkv", hostname: str = "milkv-duo",
                  backend: str = "cmodel", bundle: str | None = None,
                  reboot_after_s: float | None = None, noise: bool = False,
-                 sandbox: str | None = None, extra_env: dict | None = None):
+                 sandbox: str | None = None, extra_env: dict | None = None,
+                 shell: str = "/bin/sh"):
         self.password = password
         self.hostname = hostname
         self.backend = backend
@@ -105,6 +108,7 @@ class SimulatedBoard:
         self.reboot_after_s = reboot_after_s
         self.noise = noise
         self.extra_env = extra_env or {}
+        self.shell = shell  # "busybox" runs `busybox sh` (ash with line editing, as on the board)
         self._own_sandbox = sandbox is None
         self.sandbox = Path(sandbox or tempfile.mkdtemp(prefix="edgetype-simboard-"))
         self._stop = threading.Event()
@@ -120,7 +124,8 @@ class SimulatedBoard:
         return cls(password=o.get("password", "milkv"), hostname=o.get("hostname", "milkv-duo"),
                    backend=o.get("backend", "cmodel"), bundle=o.get("bundle"),
                    reboot_after_s=float(o["reboot_after_s"]) if "reboot_after_s" in o else None,
-                   noise=o.get("noise", "0") not in ("0", ""), sandbox=o.get("sandbox"))
+                   noise=o.get("noise", "0") not in ("0", ""), sandbox=o.get("sandbox"),
+                   shell=o.get("shell", "/bin/sh"))
 
     # ----------------------------------------------------------------- the board's file system
     def _make_sandbox(self) -> None:
@@ -290,7 +295,7 @@ class SimulatedBoard:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
         self._shell = subprocess.Popen(
-            ["/bin/sh", "-i"], stdin=slave, stdout=slave, stderr=slave, cwd=self.sandbox / "root",
+            ["busybox", "sh", "-i"] if self.shell == "busybox" else [self.shell, "-i"], stdin=slave, stdout=slave, stderr=slave, cwd=self.sandbox / "root",
             env=self.shell_env(), preexec_fn=become_session_leader, close_fds=True)
         os.close(slave)
         self._shell_master = master

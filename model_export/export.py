@@ -33,6 +33,15 @@ CHIPS = ("cv180x", "cv181x")
 QUANTS = ("bf16", "int8")
 # TPU-visible ION carve-out per chip (PLATFORM.md): Duo 16 MiB, Duo 256M 75 MiB
 ION_LIMIT_BYTES = {"cv180x": 16 << 20, "cv181x": 75 << 20}
+# cv18xx gives only the first 5 graph tensors their own io memory (tpu-mlir CVAddressAssign:
+# `io_outs.size() < 5`); the other inputs live in the private region, where the allocator reuses
+# an input's bytes for later tensors once the input is consumed: k_cache_1 was overwritten by the
+# outputs during every forward, so a K/V window written one slot per step (kv_window, engine) got
+# corrupted. Turning memory reuse off keeps every input intact across forwards (costs ~1 MB of
+# activations). model_deploy has no flag for it; its --iomem_set value is pasted unquoted into
+# `--address-assign="iomem_set=..."`, so this passes `reuse_addr=false` to that pass.
+# tests/sim/test_export_sim.py checks that inputs survive a forward.
+DEPLOY_ARGS = ("--iomem_set", " reuse_addr=false")
 GOLDEN_STEPS = 48
 CALIBRATION_SAMPLES = 32
 VERIFY_PARAGRAPH = 0  # verify/golden use valid paragraphs from here; calibration from CALIB_FIRST
@@ -366,7 +375,7 @@ def export_bundle(model_dir: Path, output: Path, chip: str, quant: str, window: 
             from model_export.compile_cache import CompileError
             try:
                 compiled = compile_onnx(onnx_bytes, chip=chip, quant=quant.upper(), name="decode",
-                                        calibration_inputs=calibration)
+                                        calibration_inputs=calibration, deploy_args=DEPLOY_ARGS)
             except CompileError as error:
                 failed = re.search(r"(\S*\.failed-[0-9a-f]+)", str(error))
                 if keep_intermediates and failed:

@@ -24,6 +24,8 @@ _SUBCOMMAND_MODULES = [
     "board_tests.cli",  # board test, board deploy
     "firmware.cli",  # firmware overlay
 ]
+# Packages a board install may leave out; any other import failure is a bug and is raised.
+_HOST_ONLY_PACKAGES = {"model_export", "board_tests"}
 _GROUPS = {
     "eval": "measure suggestion quality (EVALUATION.md)",
     "bench": "measure speed (EVALUATION.md)",
@@ -42,8 +44,21 @@ def build_parser() -> argparse.ArgumentParser:
         group_parser = subparsers.add_parser(name, help=help_text)
         groups[name] = group_parser.add_subparsers(dest=f"{name}_command", metavar="WHAT")
         group_parser.set_defaults(func=lambda args, p=group_parser: (p.print_help(), 2)[1])
+    missing = []
     for module_name in _SUBCOMMAND_MODULES:
-        importlib.import_module(module_name).register(subparsers, groups)
+        package = module_name.split(".")[0]
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            # A board install carries only the on-board packages (firmware/README.md): the
+            # host-only ones are absent there, and their commands are simply not offered.
+            if error.name != package or package not in _HOST_ONLY_PACKAGES:
+                raise
+            missing.append(package)
+            continue
+        module.register(subparsers, groups)
+    if missing:
+        parser.epilog = f"not installed here (host-only): {', '.join(missing)}"
     return parser
 
 

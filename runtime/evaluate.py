@@ -105,7 +105,7 @@ def simulate_ideal_user(text: str, predictor: Predictor, k: int = 3, segment_cha
     if position < len(text):
         predictor.insert(text[position:])
         total.keystrokes += len(text) - position
-    if segment_chars and position > sum(s.chars for s in segments):
+    if segment_chars and len(text) > sum(s.chars for s in segments):
         segment = total.minus(segment_start)
         segment.chars = len(text) - sum(s.chars for s in segments)
         segments.append(segment)

@@ -1,5 +1,4 @@
 """`bench latency` (runtime/bench.py): replay, timings, allocation-free keystrokes."""
-import argparse
 import json
 import subprocess
 import sys

@@ -193,6 +193,89 @@ def test_onboard_suite_runs_on_the_simulated_board_with_a_tiny_numpy_bundle(tmp_
     assert all("not a board number" in m["note"] for m in report["measures"])
 
 
+def make_compiled_tiny_bundle(directory: Path) -> Path:
+    """A tiny cv181x BF16 bundle made here: tests/test_bundle.py's tiny model (weights at init
+    scale), its ONNX decode step (model_export.onnx_graph) compiled by tpu-mlir (cached under
+    ~/.cache/edgetype/compiled: ~10 s the first time), golden.json from onnxruntime with slots
+    filled in order and the onnx engine's suggestions, as model_export's bundles have."""
+    import onnx
+    import onnxruntime
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_bundle import make_tiny_model_dir
+
+    from model_export.compile_cache import compile_onnx
+    from model_export.model import ModelShape
+    from model_export.onnx_graph import build_decode_step, input_specs, output_specs
+    from runtime.bundle import sha256_file
+    from runtime.engine import open_session
+    from runtime.tokenizer import Tokenizer
+
+    make_tiny_model_dir(directory, window=32)
+    with np.load(directory / "weights.npz") as archive:  # undo its x30 (peaky, bf16-hostile)
+        weights = {k: archive[k] / 30 if archive[k].ndim == 2 else archive[k] for k in archive.files}
+    np.savez(directory / "weights.npz", **weights)
+    cfg = ref.ModelConfig.load(directory / "config.json")
+    shape = ModelShape(vocab_size=cfg.vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers,
+                       n_heads=cfg.n_heads, d_ff=cfg.d_ff, window=cfg.window)
+    model = build_decode_step(weights, shape, cfg.window)
+    onnx.save(model, directory / "model.onnx")
+    compiled = compile_onnx(model, chip="cv181x", quant="BF16", name="tiny_board_test")
+    (directory / "model.cvimodel").write_bytes(Path(compiled.cvimodel_path).read_bytes())
+
+    H, hd, W, L = cfg.n_heads, cfg.head_dim, cfg.window, cfg.n_layers
+    feeds = {"mask": np.full((1, 1, 1, W), ref.MASK_EMPTY, np.float32),
+             "dist": np.zeros((1, 1, 1, W), np.float32)}
+    for l in range(L):
+        feeds[f"k_cache_{l}"] = np.zeros((1, H, hd, W), np.float32)
+        feeds[f"v_cache_{l}"] = np.zeros((1, H, W, hd), np.float32)
+    session = onnxruntime.InferenceSession(str(directory / "model.onnx"))
+    names = [o.name for o in session.get_outputs()]
+    tokens, steps = [5, 9, 3, 12, 7, 20, 33, 2, 8, 14, 6, 11], []
+    for t, token in enumerate(tokens):
+        feeds["x"] = weights["embedding"][token][None, None].astype(np.float32)
+        feeds["dist"][0, 0, 0, :t] = np.arange(t, 0, -1)
+        out = dict(zip(names, session.run(None, feeds)))
+        row = out["logits"].reshape(-1)
+        ids = np.argsort(-row, kind="stable")[:5]
+        steps.append({"top5_ids": ids.tolist(), "top5_logits": [float(row[i]) for i in ids]})
+        for l in range(L):
+            feeds[f"k_cache_{l}"][..., t:t + 1] = out[f"k_new_{l}"]
+            feeds[f"v_cache_{l}"][..., t:t + 1, :] = out[f"v_new_{l}"]
+        feeds["mask"][0, 0, 0, t] = 0.0
+    files = {p.name: sha256_file(p) for p in sorted(directory.iterdir())}
+    manifest = {
+        "format_version": 1, "model_id": "tiny-board-test", "chip": "cv181x", "quant": "bf16",
+        "tokenizer_id": Tokenizer.load(directory / "tokenizer.json").tokenizer_id, "window": W,
+        "inputs": [{"name": n, "shape": sh, "dtype": "float32"} for n, sh in input_specs(shape, W)],
+        "outputs": [{"name": n, "shape": sh, "dtype": "float32"} for n, sh in output_specs(shape)],
+        "tpu_mlir_version": compiled.tpu_mlir_version, "files": files,
+        "ion_bytes": compiled.ion_bytes or 0}
+    (directory / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    context = "The cat sat on the "
+    with open_session(bundle=str(directory), backend="onnx") as engine:
+        engine.insert(context)
+        words = [s.word for s in engine.suggestions(k=3)]
+    (directory / "golden.json").write_text(json.dumps(
+        {"tokens": tokens, "steps": steps, "context": context, "suggestions": words}))
+    return directory
+
+
+@pytest.mark.sim
+def test_onboard_suite_with_the_cmodel_on_a_tiny_compiled_bundle(tmp_path, capsys):
+    """The whole on-board suite with backend cmodel on the simulated board, on a bundle compiled
+    here: needs the tpu-mlir toolchain (`edgetype toolchain install`), not model_export's bundles."""
+    from runtime import cli
+
+    bundle = make_compiled_tiny_bundle(tmp_path / "bundle")
+    code = cli.main(["board", "test", "--port", "sim://", "--bundle", str(bundle), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    failures = [(r["nodeid"], r["message"]) for r in report["results"]
+                if r["outcome"] in ("failed", "error")]
+    assert report["info"]["backend"] == "cmodel"
+    assert code == 0 and not failures, failures or report["board_error"]
+
+
 def _sim_bundle() -> Path:
     bundles = sorted((REPO / "models" / "bundles").glob("cv181x-*-w128"))
     assert bundles and (bundles[0] / "golden.json").is_file(), (

@@ -174,3 +174,20 @@ def test_board_deploy_installs_the_overlay_into_the_simulated_board(tmp_path, ca
     assert (sandbox / "opt/edgetype/lib/runtime/errors.py").is_file()
     overlay = json.loads((sandbox / "opt/edgetype/overlay.json").read_text())
     assert overlay["board"] == "duo" and overlay["chip"] == "cv180x"
+
+
+def test_board_test_through_busybox_ash_like_the_board(suite_dir, capsys):
+    """The stock image's shell is busybox ash with line editing: the framing and the upload must
+    work through it too (sim://?shell=busybox runs `busybox sh -i`)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_firmware_overlay import ensure_apt_tool
+
+    assert ensure_apt_tool("busybox", "busybox"), "busybox missing: apt-get install busybox"
+    code = cli.main(["board", "test", "--port", "sim://?shell=busybox", "--suite", str(suite_dir),
+                     "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1 and report["board_error"] is None
+    assert (report["passed"], report["failed"], report["skipped"]) == (3, 1, 1)
+    assert report["upload"]["chunks_sent"] >= 10  # the packages went through ash's line editor

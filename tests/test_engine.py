@@ -3,7 +3,7 @@ import re
 
 import numpy as np
 import pytest
-from test_bundle import TINY_TEXT, make_tiny_bundle
+from test_bundle import make_tiny_bundle
 
 from runtime.bundle import load_bundle
 from runtime.engine import MAX_PARTIAL_CHARS, open_session

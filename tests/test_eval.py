@@ -8,9 +8,7 @@ from test_bundle import make_tiny_bundle
 from runtime.bundle import load_bundle
 from runtime.engine import open_session
 from runtime.errors import UserError
-from runtime.evaluate import (NgramPredictor, SessionPredictor, evaluate_ksr, read_eval_text,
-                              simulate_ideal_user)
-from runtime.tokenizer import Tokenizer
+from runtime.evaluate import NgramPredictor, evaluate_ksr, read_eval_text, simulate_ideal_user
 
 
 class FakePredictor:

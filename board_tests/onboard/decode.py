@@ -14,7 +14,7 @@ MASK_EMPTY = -10000.0
 
 
 class SequentialDecoder:
-    """Buffers are allocated once here; step() allocates only what the backend returns."""
+    """Buffers are allocated once here; step() copies the outputs (V + 2*L*H*hd floats)."""
 
     def __init__(self, backend, embedding: np.ndarray):
         self.backend = backend
@@ -49,14 +49,18 @@ class SequentialDecoder:
         self.backend.input("mask").write(self.mask)
         self.backend.input("dist").write(self.dist)
         self.backend.run()
-        for l in range(self.n_layers):
-            k_new = self.backend.output(f"k_new_{l}").read()  # (1,H,hd,1)
-            v_new = self.backend.output(f"v_new_{l}").read()  # (1,H,1,hd)
+        # Every output is read (copied) before any input is written: on the cmodel an output can
+        # share device memory with an input, so writing k_cache_0 may overwrite logits or v_new_0.
+        logits = np.array(self.backend.output("logits").read(), np.float32).reshape(-1)  # (V,)
+        new_kv = [(np.array(self.backend.output(f"k_new_{l}").read(), np.float32),  # (1,H,hd,1)
+                   np.array(self.backend.output(f"v_new_{l}").read(), np.float32))  # (1,H,1,hd)
+                  for l in range(self.n_layers)]
+        for l, (k_new, v_new) in enumerate(new_kv):
             self.backend.input(f"k_cache_{l}").write(k_new, index=(..., slice(t, t + 1)))
             self.backend.input(f"v_cache_{l}").write(v_new, index=(..., slice(t, t + 1), slice(None)))
         self.mask[0, 0, 0, t] = 0.0
         self.position = t + 1
-        return self.backend.output("logits").read().reshape(-1)
+        return logits
 
 
 def load_embedding(bundle_dir: str) -> np.ndarray:

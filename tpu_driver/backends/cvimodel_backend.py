@@ -7,9 +7,43 @@ bundle's/ONNX's output names by position (the compiler keeps the output order).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from tpu_driver.backends.base import BackendBase, TensorSpec, resolve_source, specs_from_onnx
 from tpu_driver.model import CviModel
 from runtime.errors import UserError
+
+
+class OutputSnapshot:
+    """float32 copy of one output, taken right after each forward into a buffer allocated once.
+
+    The runtime may place an output in memory that a later input write or forward reuses (seen
+    on a small compiled graph on the cmodel): reading outputs from the snapshot makes the
+    order of "read outputs" and "write next inputs" irrelevant to callers (engine, kv_window).
+    """
+
+    def __init__(self, name: str, tensor):
+        self.name = name
+        self.shape = tuple(tensor.shape)
+        self.tensor = tensor
+        self.values = np.zeros(self.shape, dtype=np.float32)  # (shape) float32, refreshed by take()
+
+    def take(self) -> None:
+        tensor = self.tensor
+        if tensor.fmt == 0:
+            np.copyto(self.values, tensor.array)
+        elif tensor.fmt == 3:  # bf16 bits -> float32 in place: no temporary
+            wide = self.values.view(np.uint32)
+            np.copyto(wide, tensor.array, casting="unsafe")
+            wide <<= np.uint32(16)
+        else:
+            np.copyto(self.values, tensor.read())
+
+    def read(self, index=None) -> np.ndarray:
+        return self.values if index is None else self.values[index]
+
+    def write(self, values, index=None) -> None:
+        raise UserError(f"output {self.name!r} is read-only")
 
 
 class CvimodelBackend(BackendBase):
@@ -52,12 +86,15 @@ class CvimodelBackend(BackendBase):
                 if all(d > 0 for d in want):
                     CviModel._reshape(tensor, want)
             self.outputs[name] = TensorSpec(name, tensor.shape, "float32")
-            self._output_io[name] = tensor
+            self._output_io[name] = OutputSnapshot(name, tensor)
+        self._snapshots = list(self._output_io.values())
 
     def run(self) -> None:
         self._alive()
         self.model.forward()
         self.last_run_ms = self.model.last_forward_ms
+        for snapshot in self._snapshots:
+            snapshot.take()
 
     def close(self) -> None:
         if not self.closed:

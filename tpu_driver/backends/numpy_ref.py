@@ -74,7 +74,7 @@ class NumpyBackend(BackendBase):
         except ValueError as error:
             raise UserError(f"numpy backend: {error}; the weights do not match config.json") from None
         self.cfg = cfg
-        D, H, hd, W, V, F = cfg.d_model, cfg.n_heads, cfg.head_dim, cfg.window, cfg.vocab_size, cfg.d_ff
+        D, H, hd, W, F = cfg.d_model, cfg.n_heads, cfg.head_dim, cfg.window, cfg.d_ff
         self.inputs, self.outputs = decode_step_specs(cfg)
         self._tensors = {name: NumpyTensor(spec, self) for name, spec in {**self.inputs, **self.outputs}.items()}
         self._input_io = {name: self._tensors[name] for name in self.inputs}
