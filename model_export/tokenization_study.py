@@ -15,7 +15,6 @@ Run: `python -m model_export.tokenization_study --word-model DIR --char-model DI
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import math
 import re
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model_export.train import _PARAGRAPH_BREAK, _autocast, read_paragraphs
+from model_export.train import _autocast, read_paragraphs
 
 WORD_RE = re.compile(r"[A-Za-z0-9']+")
 CHAR_BOS, CHAR_UNK = 0, 1

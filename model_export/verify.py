@@ -6,7 +6,10 @@ The same held-out validation tokens (models/corpus/valid.txt.gz, from its first 
 through the `onnx` and the `cmodel` backends (tpu_driver.backends), each filling its own
 append-only K/V window from its own k_new/v_new outputs (slot t = token t, N <= W), so errors that
 compound through the cache show. Prints chip, quant, steps, top1_agreement (same argmax next
-token), min/mean cosine of the logits, the worst step, and the cmodel time per step.
+token), min/mean cosine of the logits, the worst step, and the cmodel time per step; also
+top1_word_agreement (same argmax among word tokens: the first suggestion at a word start, which
+never is <unk> or punctuation) and, for each disagreement, the reference's top-1 minus top-2
+logit (small values are near-ties that BF16's 8-bit mantissa cannot order).
 
 `--debug` re-runs the worst step's inputs with every compiled tensor exposed
 (OPTION_OUTPUT_ALL_TENSORS) and an ONNX graph with every node output exposed, matches tensors by
@@ -101,7 +104,8 @@ def verify_bundle(bundle_dir: Path, steps: int, corpus_dir: Path, debug: bool = 
     cmodel_backend = open_backend("cmodel", bundle)
     try:
         reference, compiled = WindowFeeder(onnx_backend, config, weights), WindowFeeder(cmodel_backend, config, weights)
-        cosines, agree, step_ms = [], 0, []
+        is_word = bundle.tokenizer.is_word  # (V,) bool: tokens that can be suggested
+        cosines, agree, word_agree, step_ms, margins = [], 0, 0, [], []
         worst = (2.0, -1)
         for i, token in enumerate(tokens):
             want = reference.step(token)
@@ -110,7 +114,12 @@ def verify_bundle(bundle_dir: Path, steps: int, corpus_dir: Path, debug: bool = 
             step_ms.append((time.perf_counter() - started) * 1000)
             c = cosine(want, got)
             cosines.append(c)
-            agree += int(np.argmax(want) == np.argmax(got))
+            if np.argmax(want) == np.argmax(got):
+                agree += 1
+            else:
+                top2 = np.sort(want)[-2:]
+                margins.append(round(float(top2[1] - top2[0]), 4))
+            word_agree += int(np.argmax(np.where(is_word, want, -np.inf)) == np.argmax(np.where(is_word, got, -np.inf)))
             if c < worst[0]:
                 worst = (c, i)
     finally:
@@ -118,6 +127,8 @@ def verify_bundle(bundle_dir: Path, steps: int, corpus_dir: Path, debug: bool = 
         cmodel_backend.close()
     result = {"bundle": str(bundle_dir), "chip": bundle.chip, "quant": bundle.quant, "steps": steps,
               "top1_agreement": round(agree / steps, 4), "min_cosine": round(min(cosines), 6),
+              "top1_word_agreement": round(word_agree / steps, 4),
+              "reference_top2_margin_at_disagreements": margins,
               "mean_cosine": round(float(np.mean(cosines)), 6), "worst_step": worst[1],
               "cmodel_ms_per_step_median": round(float(np.median(step_ms)), 1),
               "text": f"{steps} tokens of {corpus_dir}/valid.txt.gz from paragraph {VERIFY_PARAGRAPH}",

@@ -25,72 +25,12 @@ from runtime.errors import UserError
 
 DEFAULT_TEXT = Path(__file__).resolve().parents[1] / "models" / "corpus" / "test.txt.gz"
 
-# Board facts (docs PLATFORM.md): DDR bandwidth, TPU INT8 rate, submit cost, CPU slowdown.
-BOARDS = {
-    "cv181x": {"ddr_gbps": 3.7, "int8_tops": 1.0},
-    "cv180x": {"ddr_gbps": 2.7, "int8_tops": 0.5},
-}
-SUBMIT_MS = 0.5  # per CVI_NN_Forward (PLATFORM.md: 250-650 us measured on CV1800B)
-CPU_SLOWDOWN = 50.0  # C906 @ 1 GHz vs this x86 host for Python+numpy (PLATFORM.md: ~30-100x)
-# Published vendor timings (sophgo/cviruntime scripts/evb/best_performance_cv18{0,1}x.csv, INT8,
-# batch 1) and the public MAC / parameter counts of the two networks (224x224 input).
-CALIBRATION = {
-    ("cv180x", "resnet18"): 136.03, ("cv180x", "mobilenet_v2"): 31.68,
-    ("cv181x", "resnet18"): 18.26, ("cv181x", "mobilenet_v2"): 7.07,
-}
-NETWORKS = {"resnet18": {"macs": 1.814e9, "params": 11.69e6}, "mobilenet_v2": {"macs": 0.300e9, "params": 3.50e6}}
-
 
 def percentiles(values, qs=(50, 95, 99)) -> dict:
     if len(values) == 0:
         return {f"p{q}": None for q in qs}
     array = np.asarray(values, dtype=np.float64)
     return {f"p{q}": round(float(np.percentile(array, q)), 4) for q in qs}
-
-
-def _roofline_ms(moved_bytes: float, ops: float, ddr_gbps: float, tops: float) -> tuple[float, float]:
-    return moved_bytes / (ddr_gbps * 1e9) * 1e3, ops / (tops * 1e12) * 1e3
-
-
-def calibration_report() -> dict:
-    """The roofline on the vendor's published INT8 networks: published / estimate, per chip.
-
-    Analytic MACs and INT8 parameter bytes of resnet18 / mobilenet_v2 (not compiled here).
-    `factor[chip]` = geometric mean of (published - submit) / roofline: how optimistic the bare
-    roofline is on real compiled networks; the board estimate multiplies the roofline by it.
-    """
-    rows, factors = {}, {}
-    for (chip, net), published in CALIBRATION.items():
-        board, info = BOARDS[chip], NETWORKS[net]
-        memory_ms, compute_ms = _roofline_ms(info["params"], 2 * info["macs"], board["ddr_gbps"], board["int8_tops"])
-        roofline = max(memory_ms, compute_ms)
-        rows[f"{chip}/{net}"] = {"published_ms": published, "roofline_ms": round(roofline, 3),
-                                 "published_over_roofline": round(published / (roofline + SUBMIT_MS), 2)}
-        factors.setdefault(chip, []).append((published - SUBMIT_MS) / roofline)
-    factor = {chip: round(float(np.exp(np.mean(np.log(v)))), 2) for chip, v in factors.items()}
-    for key, row in rows.items():
-        row["calibrated_estimate_ms"] = round(row["roofline_ms"] * factor[key.split("/")[0]] + SUBMIT_MS, 3)
-    return {"networks": rows, "factor": factor}
-
-
-def board_forward_ms(cfg, chip: str, quant: str) -> dict:
-    """ESTIMATE of one decode step on the board: roofline x calibration factor + submit, with inputs."""
-    board = BOARDS[chip]
-    bytes_per_value = 1 if quant.lower() == "int8" else 2  # bf16 otherwise
-    D, L, F, V, W = cfg.d_model, cfg.n_layers, cfg.d_ff, cfg.vocab_size, cfg.window
-    params = L * (4 * D * D + 2 * D * F) + V * D  # matmul weights + tied output head
-    kv_bytes = 2 * L * D * W * bytes_per_value  # K and V caches read once
-    moved_bytes = params * bytes_per_value + kv_bytes + V * bytes_per_value
-    ops = 2 * params + 2 * 2 * L * D * (W + 1)  # MACs x2, + scores and weighted sum
-    tops = board["int8_tops"] * (1.0 if bytes_per_value == 1 else 0.25)  # bf16 assumed at 1/4 INT8 rate
-    memory_ms, compute_ms = _roofline_ms(moved_bytes, ops, board["ddr_gbps"], tops)
-    calibration = calibration_report()
-    factor = calibration["factor"][chip]
-    return {"forward_ms": round(max(memory_ms, compute_ms) * factor + SUBMIT_MS, 4),
-            "roofline_forward_ms": round(max(memory_ms, compute_ms) + SUBMIT_MS, 4),
-            "memory_ms": round(memory_ms, 4), "compute_ms": round(compute_ms, 4), "calibration_factor": factor,
-            "submit_ms": SUBMIT_MS, "moved_bytes": int(moved_bytes), "ops": int(ops), "tops_assumed": tops,
-            "ddr_gbps": board["ddr_gbps"], "calibration_vs_published_int8": calibration["networks"]}
 
 
 class _Replay:
@@ -105,7 +45,7 @@ class _Replay:
         self.samples: list[str] = []  # text snapshots for the naive baseline
         self.suggested: list[str] = []
 
-    def key(self, action, *args) -> None:
+    def key(self, action, *args):
         session = self.session
         started = time.perf_counter()
         result = action(*args)
@@ -226,24 +166,33 @@ def run_latency_bench(args) -> dict:
     }
     if naive:  # means: most keystrokes (letters) cost no forward at all, so medians say little
         report["naive_speedup_mean"] = round(float(np.mean(naive)) / max(float(np.mean(keystroke)), 1e-9), 1)
-    chip = bundle.chip or "cv181x"
-    quant = bundle.quant or "bf16"
-    if quant.lower() not in ("bf16", "int8"):
-        quant = "bf16"  # a host-only bundle: estimate as if compiled BF16
-    forward = board_forward_ms(bundle.config, chip, quant)
-    estimate = calls * forward["forward_ms"] + overhead * CPU_SLOWDOWN
-    report["board_estimate_ms"] = {**percentiles(estimate, (50, 95)), "label": "ESTIMATE, not a measurement"}
-    report["assumptions"] = {
-        "formula": "per keystroke: forward_calls * (calibration_factor * max(moved_bytes/ddr_bandwidth, "
-                   "ops/tpu_rate) + submit_ms) + host_overhead_ms * cpu_slowdown",
-        "chip": chip, "quant": quant, "chip_from_bundle": bundle.chip is not None,
-        "cpu_slowdown": CPU_SLOWDOWN, **forward,
-        "calibration_note": "roofline vs the vendor's published INT8 timings, from analytic MACs/params of "
-                            "resnet18/mobilenet_v2 (not compiled here); bf16 rate assumed 1/4 of INT8",
-    }
+    report["board_estimate_ms"], report["assumptions"] = board_estimate(bundle, calls, overhead)
     if getattr(args, "plot", None):
         plot_latency(report, keystroke, model, naive, args.plot)
     return report
+
+
+def board_estimate(bundle, forward_calls, host_overhead_ms) -> tuple[dict | None, dict]:
+    """ESTIMATE per keystroke on the board (runtime/board_estimate.py, EVALUATION.md "Board estimate")
+    from the measured forward calls and host overhead of each keystroke. A host-only bundle is
+    estimated as the shipped default chip (cv181x) in its quant (bf16 if none)."""
+    from dataclasses import asdict
+
+    from runtime.board_estimate import LABEL, decode_step_stats, estimate_keystroke_ms, estimate_step_ms
+
+    chip = bundle.chip or "cv181x"
+    quant = (bundle.quant or "").lower()
+    try:
+        if quant in ("bf16", "int8"):
+            step = estimate_step_ms(bundle, chip=chip, quant=quant)
+        else:  # a host-only bundle (fp32): as if compiled to BF16
+            step = estimate_step_ms(decode_step_stats(asdict(bundle.config), "bf16"), chip=chip, quant="bf16")
+    except UserError as error:  # e.g. models/estimate_calibration.json missing: say so, keep the host numbers
+        return None, {"label": LABEL, "error": str(error)}
+    estimate = estimate_keystroke_ms(step, forward_calls, host_overhead_ms)
+    summary = {**percentiles(estimate.ms, (50, 95)), "label": LABEL}
+    assumptions = {**estimate.assumptions, "chip_from_bundle": bundle.chip is not None}
+    return summary, assumptions
 
 
 def plot_latency(report: dict, keystroke, model, naive, path) -> None:

@@ -34,10 +34,11 @@ import numpy as np
 from runtime.bundle import Bundle, load_bundle
 from runtime.errors import UserError
 from runtime.reference_model import MASK_EMPTY, ModelConfig
-from runtime.tokenizer import _PIECES, BOS_ID, NL_ID, WORD_CHARS, Tokenizer, is_sentence_start
+from runtime.tokenizer import BOS_ID, NL_ID, PIECES, UNK_ID, WORD_CHARS, Tokenizer, is_sentence_start
 
 MAX_PARTIAL_CHARS = 40  # longer partial words get no suggestions (and no prefix lookup)
 SUGGESTION_SLACK = 4  # extra candidates fetched so that deduplication still leaves k
+LEXICON_MIN_PREFIX = 2  # the OOV lexicon competes once 2+ characters are typed (its ranges are small then)
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,6 @@ class _AppendOnlyWindow:
         self._occupied = np.zeros(W, dtype=bool)  # (W,) scratch
         self.n_tokens = 0
         self._slot = -1
-        self._k_index = (slice(None), slice(None), slice(None), slice(0, 1))
         self._mask_in, self._dist_in = backend.input("mask"), backend.input("dist")
         self._k_io = [(backend.input(f"k_cache_{l}"), backend.output(f"k_new_{l}")) for l in range(cfg.n_layers)]
         self._v_io = [(backend.input(f"v_cache_{l}"), backend.output(f"v_new_{l}")) for l in range(cfg.n_layers)]
@@ -117,7 +117,9 @@ def _make_window(backend, cfg: ModelConfig, policy: str | None, max_rollback: in
         return _AppendOnlyWindow(backend, cfg)
     if policy == "append-only":
         return _AppendOnlyWindow(backend, cfg)
-    return KVWindow(backend, cfg, policy=policy or "sink", max_rollback=max_rollback)
+    # evict in batches of up to 16 slots, fewer for small windows (kv_window needs recent slots > batch)
+    evict_batch = max(1, min(16, cfg.window // 8))
+    return KVWindow(backend, cfg, policy=policy or "sink", max_rollback=max_rollback, evict_batch=evict_batch)
 
 
 class Session:
@@ -273,7 +275,7 @@ class Session:
         tail_ids, tail_ends = [], []
         if word_start > tail_start:
             tail = "".join(self._chars[tail_start:word_start])
-            for match in _PIECES.finditer(tail):
+            for match in PIECES.finditer(tail):
                 piece = match.group()
                 if "\n" in piece:
                     tail_ids.append(NL_ID)
@@ -376,9 +378,10 @@ class Session:
         partial = "".join(self._chars[self._word_start:])
         ids = self.tokenizer.prefix_ids(partial)  # (m,) view of the sorted prefix index
         m = len(ids)
-        if m == 0:
-            return []
         log_probs = self._current  # (V,)
+        lexicon = self._lexicon_candidates(partial, log_probs, k + SUGGESTION_SLACK)
+        if m == 0 and not lexicon:
+            return []
         cand = self._cand[:m]
         np.take(log_probs, ids, out=cand)
         want = min(m, k + SUGGESTION_SLACK)
@@ -394,17 +397,41 @@ class Session:
         order = chosen[np.argsort(-cand[chosen], kind="stable")]
         # apply_casing uses the sentence start only when nothing is typed yet
         sentence_start = not partial and is_sentence_start("".join(self._chars[max(0, self._word_start - 64):]))
+        ranked = [(float(cand[j]), int(ids[j]), -1) for j in order] + lexicon  # (log-prob, token id, lexicon index)
+        if lexicon:
+            ranked.sort(key=lambda item: -item[0])
         result, seen = [], set()
-        for j in order:
-            token_id = int(ids[j])
-            word = self.tokenizer.surface(token_id, partial, sentence_start)
+        for log_prob, token_id, lexicon_index in ranked:
+            if lexicon_index < 0:
+                word = self.tokenizer.surface(token_id, partial, sentence_start)
+            else:
+                word = self.tokenizer.lexicon_surface(lexicon_index, partial, sentence_start)
             if word in seen:
                 continue
             seen.add(word)
-            result.append(Suggestion(word, float(np.exp(cand[j])), token_id))
+            result.append(Suggestion(word, float(np.exp(log_prob)), token_id))
             if len(result) == k:
                 break
         return result
+
+    def _lexicon_candidates(self, partial: str, log_probs: np.ndarray, want: int) -> list:
+        """Best OOV-lexicon words for `partial`: log P(<unk>|context) + log P(word|<unk>).
+
+        (log-prob, UNK_ID, lexicon index) tuples, at most `want`; [] without a lexicon or while
+        fewer than LEXICON_MIN_PREFIX characters are typed."""
+        tokenizer = self.tokenizer
+        if len(partial) < LEXICON_MIN_PREFIX or not tokenizer.lexicon_words:
+            return []
+        start, end = tokenizer.lexicon_range(partial)
+        if end == start:
+            return []
+        prior = tokenizer.lexicon_log_prior[start:end]  # (n,) view
+        if end - start > want:
+            best = np.argpartition(prior, end - start - want)[end - start - want:]
+        else:
+            best = np.arange(end - start)
+        unk = float(log_probs[UNK_ID])
+        return [(unk + float(prior[j]), UNK_ID, start + int(j)) for j in best]
 
 
 def open_session(bundle=None, backend: str = "onnx", window_policy: str | None = None, **opts) -> Session:

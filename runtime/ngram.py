@@ -45,6 +45,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from runtime.errors import UserError
+from runtime.tokenizer import split_pieces
 
 FORMAT = "edgetype-kn-ngram"
 FORMAT_VERSION = 1
@@ -52,7 +53,6 @@ UNK = "<unk>"
 NL = "\n"
 MAX_ORDER = 5
 DEFAULT_ORDER = 5  # best on valid (docs/corpus.md): ppl 160.4 vs 162.3, KSR 29.81% vs 29.79% at 4
-_PIECES = re.compile(r"[A-Za-z0-9']+|\s*\n\s*|[^\sA-Za-z0-9']")  # as runtime/tokenizer.py
 _WORD = re.compile(r"[A-Za-z0-9']+")
 _SENTENCE_END = {".", "!", "?", NL}
 
@@ -60,16 +60,10 @@ _SENTENCE_END = {".", "!", "?", NL}
 def text_tokens(text: str) -> Iterator[tuple[str, bool]]:
     """(token, is_word) of a text: lowercased words, punctuation characters, "\\n" for line breaks.
 
-    The same pieces as runtime.tokenizer.split_pieces (kept local so this file stands alone).
+    The same pieces as the transformer's tokenizer (runtime.tokenizer.split_pieces).
     """
-    for match in _PIECES.finditer(text):
-        piece = match.group()
-        if "\n" in piece:
-            yield NL, False
-        elif _WORD.match(piece):
-            yield piece, True
-        else:
-            yield piece, False
+    for piece, is_word in split_pieces(text):
+        yield (NL, False) if piece == "\n" else (piece, is_word)
 
 
 def _discounts(counts: np.ndarray) -> np.ndarray:

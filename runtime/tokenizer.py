@@ -24,13 +24,13 @@ FORMAT = "edgetype-word-tokenizer"
 FORMAT_VERSION = 1
 
 WORD_CHARS = re.compile(r"[A-Za-z0-9']")
-_PIECES = re.compile(r"[A-Za-z0-9']+|\s*\n\s*|[^\sA-Za-z0-9']")
+PIECES = re.compile(r"[A-Za-z0-9']+|\s*\n\s*|[^\sA-Za-z0-9']")  # words | line break | punctuation
 _SENTENCE_END = re.compile(r"(^|[.!?][\"')\]]*|\n)\s*$")
 
 
 def split_pieces(text: str) -> Iterator[tuple[str, bool]]:
     """Yield (piece, is_word) for the words, line breaks ("\\n") and punctuation of `text`."""
-    for match in _PIECES.finditer(text):
+    for match in PIECES.finditer(text):
         piece = match.group()
         if "\n" in piece:
             yield "\n", False
@@ -64,9 +64,16 @@ def apply_casing(word: str, typed_prefix: str, sentence_start: bool, usual_form:
 
 
 class Tokenizer:
-    """Vocabulary (id -> token), the usual casing of each word, and a sorted prefix index."""
+    """Vocabulary (id -> token), the usual casing of each word, and a sorted prefix index.
 
-    def __init__(self, tokens: list[str], casing: dict[str, str] | None = None):
+    The optional **OOV lexicon** holds training words outside the vocabulary with their counts:
+    the model predicts them as one class, `<unk>`, and a suggestion ranks a lexicon word by
+    P(<unk> | context) * P(word | <unk>), the second factor from the training counts (a
+    class-based LM). It completes rare words the vocabulary lacks, and changes no token id.
+    """
+
+    def __init__(self, tokens: list[str], casing: dict[str, str] | None = None,
+                 lexicon: dict[str, int] | None = None):
         if tuple(tokens[: len(SPECIALS)]) != SPECIALS:
             raise ValueError(f"tokenizer must start with the specials {SPECIALS}")
         self.tokens = list(tokens)  # (V,) id -> token
@@ -81,6 +88,13 @@ class Tokenizer:
         self.sorted_word_ids = np.array(word_ids, dtype=np.int64)  # (n_words,) ids in that order
         self.is_word = np.zeros(len(self.tokens), dtype=bool)  # (V,) True for word tokens
         self.is_word[self.sorted_word_ids] = True
+        # OOV lexicon, sorted: words and log P(word | <unk>) in the same order
+        lexicon = {w: int(c) for w, c in (lexicon or {}).items() if w not in self.ids and c > 0}
+        self.lexicon_words = sorted(lexicon)  # (n_lex,) sorted lowercase words outside the vocabulary
+        self._lexicon_counts = [lexicon[w] for w in self.lexicon_words]  # (n_lex,) training counts
+        counts = np.array(self._lexicon_counts, dtype=np.float64)
+        total = counts.sum() if len(counts) else 1.0
+        self.lexicon_log_prior = np.log(counts / total).astype(np.float32) if len(counts) else np.zeros(0, np.float32)
 
     @property
     def vocab_size(self) -> int:
@@ -88,7 +102,11 @@ class Tokenizer:
 
     @property
     def tokenizer_id(self) -> str:
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+        """Identity of the token ids (tokens + their casing); the OOV lexicon is not part of it."""
+        vocab_casing = {w: f for w, f in sorted(self.casing.items()) if w in self.ids}
+        core = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, "tokens": self.tokens,
+                           "casing": vocab_casing}, ensure_ascii=False, sort_keys=True)
+        return hashlib.sha256(core.encode()).hexdigest()[:16]
 
     # -- text -> ids ---------------------------------------------------------------------------
     def token_id(self, piece: str, is_word: bool) -> int:
@@ -122,10 +140,24 @@ class Tokenizer:
         word = self.tokens[token_id]
         return apply_casing(word, typed_prefix, sentence_start, self.casing.get(word))
 
+    def lexicon_range(self, prefix: str) -> tuple[int, int]:
+        """[start, end) of the OOV lexicon words starting with `prefix` (case-insensitive)."""
+        low = prefix.lower()
+        start = bisect.bisect_left(self.lexicon_words, low)
+        return start, bisect.bisect_left(self.lexicon_words, low + "\x7f", lo=start)
+
+    def lexicon_surface(self, index: int, typed_prefix: str, sentence_start: bool) -> str:
+        word = self.lexicon_words[index]
+        return apply_casing(word, typed_prefix, sentence_start, self.casing.get(word))
+
     # -- building and files --------------------------------------------------------------------
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int = 8192, min_count: int = 2) -> "Tokenizer":
-        """Most frequent words and punctuation of `texts`; casing = most frequent mid-sentence form."""
+    def train(cls, texts: Iterable[str], vocab_size: int = 8192, min_count: int = 2,
+              lexicon_size: int = 60000) -> "Tokenizer":
+        """Most frequent words and punctuation of `texts`; casing = most frequent mid-sentence form.
+
+        Words seen `min_count`+ times that do not fit the vocabulary go to the OOV lexicon (the
+        `lexicon_size` most frequent of them)."""
         counts: Counter[str] = Counter()
         forms: Counter[tuple[str, str]] = Counter()
         for text in texts:
@@ -148,12 +180,23 @@ class Tokenizer:
         for (low, form), n in forms.items():
             if n > best_form.get(low, (0, ""))[0]:
                 best_form[low] = (n, form)
-        casing = {low: best_form[low][1] for low in chosen if low in best_form and best_form[low][1] != low}
-        return cls(list(SPECIALS) + chosen, casing)
+        chosen_set = set(chosen)
+        lexicon = {}
+        for token, count in counts.most_common():
+            if len(lexicon) >= lexicon_size or count < min_count:
+                break
+            if token not in chosen_set and WORD_CHARS.match(token):
+                lexicon[token] = count
+        casing = {low: best_form[low][1] for low in list(chosen) + list(lexicon)
+                  if low in best_form and best_form[low][1] != low}
+        return cls(list(SPECIALS) + chosen, casing, lexicon)
 
     def to_json(self) -> str:
-        return json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, "tokens": self.tokens,
-                           "casing": dict(sorted(self.casing.items()))}, ensure_ascii=False, sort_keys=True)
+        data = {"format": FORMAT, "format_version": FORMAT_VERSION, "tokens": self.tokens,
+                "casing": dict(sorted(self.casing.items()))}
+        if self.lexicon_words:
+            data["lexicon"] = {"words": self.lexicon_words, "counts": self._lexicon_counts}
+        return json.dumps(data, ensure_ascii=False, sort_keys=True)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json(), encoding="utf-8")
@@ -168,4 +211,5 @@ class Tokenizer:
             raise ValueError(f"{path}: not an {FORMAT} file")
         if data.get("format_version", 0) > FORMAT_VERSION:
             raise ValueError(f"{path}: tokenizer format {data['format_version']} is newer than this edgetype ({FORMAT_VERSION})")
-        return cls(data["tokens"], data.get("casing", {}))
+        lexicon = data.get("lexicon") or {}
+        return cls(data["tokens"], data.get("casing", {}), dict(zip(lexicon.get("words", []), lexicon.get("counts", []))))

@@ -179,3 +179,63 @@ def test_cli_suggest_json(bundle, capsys):
     assert all(s["word"].startswith("th") for s in report["suggestions"])
     assert main(["suggest", "x", "--backend", "numpy", "--bundle", str(bundle.dir / "nope")]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_delete_word_and_accept_semantics(bundle):
+    session = open_session(bundle, backend="numpy")
+    session.insert("the cat, sat  ")
+    session.delete_word()
+    assert session.text == "the cat, "
+    session.delete_word()
+    assert session.text == "the cat"  # a non-word character goes one at a time
+    session.delete_word()
+    assert session.text == "the " and session.partial_word == ""
+    session.insert("TH")
+    words = [s.word for s in session.suggestions(3)]
+    assert words and all(w.startswith("TH") and w == w.upper() for w in words)  # all-caps prefix
+    rest = session.accept(0)
+    assert session.text == "the " + words[0] and rest == words[0][2:] and session.last_forward_calls == 0
+
+
+@pytest.mark.parametrize("ring_size", [64, 2])
+def test_rollback_across_evictions_replays_exactly(tmp_path, ring_size):
+    """Past the window (evictions happen), backspacing and retyping the same text gives the very
+    same distributions: the KV window's undo log restores evicted slots, the ring the rows."""
+    small = load_bundle(make_tiny_bundle(tmp_path / "w16", window=16))
+    session = open_session(small, backend="numpy", ring_size=ring_size)
+    prefix = "the cat sat on the mat . the dog sat on the log . " * 2
+    tail = "we think the cat ran to the dog , and the dog ran . "
+    session.insert(prefix)
+    rows = []
+    for char in tail:
+        session.insert(char)
+        rows.append(session._current.copy())
+    assert len(session.context_tokens) > 2 * small.config.window  # well past the window
+    for _ in range(len(tail)):
+        session.backspace()
+    for char, want in zip(tail, rows):
+        session.insert(char)
+        np.testing.assert_allclose(session._current, want, atol=1e-5)
+
+
+def test_oov_lexicon_completes_words_outside_the_vocabulary(tmp_path):
+    """Words the vocabulary lacks come from the tokenizer's OOV lexicon, ranked by
+    log P(<unk>|context) + log P(word|<unk>), and never before 2 characters are typed."""
+    from test_bundle import make_tiny_model_dir
+    from runtime.tokenizer import Tokenizer
+
+    directory = make_tiny_model_dir(tmp_path / "m")
+    tok = Tokenizer.load(directory / "tokenizer.json")
+    assert "zebra" not in tok.ids
+    Tokenizer(tok.tokens, tok.casing, {"zebra": 30, "zebrafish": 10, "Zurich": 5}).save(directory / "tokenizer.json")
+    with open_session(directory, backend="numpy") as session:
+        session.insert("the ")
+        assert all(not s.word.startswith("zebra") for s in session.suggestions(3))
+        session.insert("z")
+        assert all(s.word not in ("zebra", "zebrafish") for s in session.suggestions(3))
+        session.insert("e")
+        words = [s.word for s in session.suggestions(3)]
+        assert words[:2] == ["zebra", "zebrafish"], words
+        probs = [s.prob for s in session.suggestions(3)][:2]
+        assert abs(probs[0] / probs[1] - 3.0) < 1e-3  # P(word|<unk>) in proportion to the counts
+        assert session.accept(0) == "bra" and session.text.endswith("zebra")

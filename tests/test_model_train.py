@@ -1,35 +1,15 @@
 """Smoke training on CPU (model_export/train.py): a tiny model on a synthetic corpus."""
 from __future__ import annotations
 
-import gzip
 import json
 
 import numpy as np
 import pytest
 
+from model_export.tiny_model import write_synthetic_corpus
 from runtime import reference_model
 from runtime.cli import main as edgetype_main
 from runtime.tokenizer import Tokenizer
-
-WORDS = ("the cat dog sat on a mat and ran to house garden it was red blue small big "
-         "she he saw liked quickly slowly").split()
-
-
-def write_synthetic_corpus(folder, seed=0, n_paragraphs=300):
-    """Paragraphs of random sentences over a 25-word vocabulary, fixed seed."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, count in (("train", n_paragraphs), ("valid", 40), ("test", 40)):
-        paragraphs = []
-        for _ in range(count):
-            sentences = []
-            for _ in range(rng.integers(1, 4)):
-                words = [str(w) for w in rng.choice(WORDS, size=rng.integers(3, 9))]
-                sentences.append(" ".join(words).capitalize() + ".")
-            paragraphs.append(" ".join(sentences))
-        with gzip.open(folder / f"{name}.txt.gz", "wt", encoding="utf-8") as handle:
-            handle.write("\n\n".join(paragraphs) + "\n")
-    return folder
 
 
 def test_train_smoke_writes_a_loadable_model(tmp_path, capsys):

@@ -63,9 +63,14 @@ def test_slice_write_and_specs():
         backend.run()
 
 
-def test_imports_with_numpy_only():
-    """No cffi/onnx/onnxruntime import on the numpy backend's import path."""
-    code = ("import sys; import tpu_driver.backends.numpy_ref, runtime.bundle, runtime.engine; "
+def test_session_on_numpy_backend_imports_numpy_only(tmp_path):
+    """Opening a session on the numpy backend (what the board runs) pulls in no cffi/onnx/torch."""
+    from test_bundle import make_tiny_bundle
+
+    bundle = make_tiny_bundle(tmp_path / "b")
+    code = ("import sys; from runtime.engine import open_session; "
+            f"s = open_session({str(bundle)!r}, backend='numpy'); s.insert('the cat '); assert s.suggestions(3); "
             "bad = [m for m in ('cffi', 'onnx', 'onnxruntime', 'matplotlib', 'torch') if m in sys.modules]; "
-            "assert not bad, bad")
-    subprocess.run([sys.executable, "-c", code], check=True)
+            "assert not bad, bad; print(type(s.window).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "KVWindow"

@@ -66,3 +66,25 @@ def test_save_load_and_bad_file(tmp_path):
     (tmp_path / "bad.json").write_bytes(b"\xff\x00garbage")
     with pytest.raises(ValueError, match="bad.json"):
         Tokenizer.load(tmp_path / "bad.json")
+
+
+def test_oov_lexicon_holds_words_outside_the_vocabulary():
+    text = "alpha beta beta gamma gamma gamma Zeta zeta delta delta. " * 2
+    tok = Tokenizer.train([text], vocab_size=len(("<pad>", "<unk>", "<bos>", "<nl>")) + 3, min_count=2)
+    vocab_words = {t for t in tok.tokens[4:]}
+    assert "gamma" in vocab_words
+    assert set(tok.lexicon_words).isdisjoint(vocab_words) and "alpha" in tok.lexicon_words
+    start, end = tok.lexicon_range("AL")
+    assert tok.lexicon_words[start:end] == ["alpha"]
+    # P(word | <unk>) sums to one over the lexicon
+    import numpy as np
+    assert abs(float(np.exp(tok.lexicon_log_prior.astype(np.float64)).sum()) - 1.0) < 1e-5
+
+
+def test_lexicon_survives_save_load_and_keeps_the_id(tmp_path):
+    text = "alpha beta beta gamma gamma gamma delta delta. " * 2
+    tok = Tokenizer.train([text], vocab_size=6, min_count=2)
+    tok.save(tmp_path / "t.json")
+    again = Tokenizer.load(tmp_path / "t.json")
+    assert again.lexicon_words == tok.lexicon_words
+    assert again.tokenizer_id == Tokenizer(tok.tokens, {w: f for w, f in tok.casing.items() if w in tok.ids}).tokenizer_id

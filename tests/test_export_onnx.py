@@ -1,0 +1,163 @@
+"""The exported ONNX decode step (model_export/onnx_graph.py) == runtime/reference_model.py, and
+the exporter's checks that need no toolchain."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from model_export import export, onnx_graph
+from model_export.model import ModelShape
+from model_export.tiny_model import make_tiny_model_dir, write_synthetic_corpus
+from runtime import reference_model as ref
+from runtime.cli import main as edgetype_main
+from runtime.errors import UserError
+
+CFG = ref.ModelConfig(vocab_size=97, d_model=32, n_layers=2, n_heads=4, d_ff=64, window=8)
+SHAPE = ModelShape(97, 32, 2, 4, 64, 8)
+
+
+def noisy_weights(seed):
+    rng = np.random.default_rng(seed + 100)
+    return {k: (v + rng.standard_normal(v.shape) * 0.05).astype(np.float32)
+            for k, v in ref.init_weights(CFG, seed).items()}
+
+
+def test_graph_has_the_contract_inputs_outputs_and_no_transpose():
+    model = onnx_graph.build_decode_step(noisy_weights(0), SHAPE, 8)
+    dims = lambda vi: [d.dim_value for d in vi.type.tensor_type.shape.dim]  # noqa: E731
+    assert [(i.name, dims(i)) for i in model.graph.input] == [(n, s) for n, s in onnx_graph.input_specs(SHAPE, 8)]
+    assert [(o.name, dims(o)) for o in model.graph.output] == [(n, s) for n, s in onnx_graph.output_specs(SHAPE)]
+    assert ("x", [1, 1, 32]) in [(i.name, dims(i)) for i in model.graph.input]
+    ops = {node.op_type for node in model.graph.node}
+    assert "Transpose" not in ops and "Gather" not in ops  # PLATFORM.md: both break the cv18xx graph
+    assert "Erf" not in ops  # no cv18xx lowering
+    assert model.opset_import[0].version == onnx_graph.OPSET
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_onnxruntime_step_equals_numpy_reference(seed):
+    weights = noisy_weights(seed)
+    session = ort.InferenceSession(onnx_graph.build_decode_step(weights, SHAPE, 8).SerializeToString())
+    names = [o.name for o in session.get_outputs()]
+    rng = np.random.default_rng(seed)
+    for filled in (0, 3, 8):  # empty, partly filled, full window
+        feeds = {n: rng.standard_normal(s).astype(np.float32) for n, s in onnx_graph.input_specs(SHAPE, 8)}
+        feeds["mask"] = np.where(np.arange(8) < filled, 0.0, ref.MASK_EMPTY).astype(np.float32).reshape(1, 1, 1, 8)
+        feeds["dist"] = np.where(np.arange(8) < filled, filled - np.arange(8), 0).astype(np.float32).reshape(1, 1, 1, 8)
+        got = dict(zip(names, session.run(None, feeds)))
+        logits, k_new, v_new = ref.decode_step(weights, CFG, feeds["x"], feeds["mask"], feeds["dist"],
+                                               [feeds[f"k_cache_{l}"] for l in range(2)],
+                                               [feeds[f"v_cache_{l}"] for l in range(2)])
+        np.testing.assert_allclose(got["logits"], logits, atol=1e-4)
+        for layer in range(2):
+            np.testing.assert_allclose(got[f"k_new_{layer}"], k_new[layer], atol=1e-5)
+            np.testing.assert_allclose(got[f"v_new_{layer}"], v_new[layer], atol=1e-5)
+    # the comparison can fail: other weights, other logits
+    other = ref.decode_step(noisy_weights(seed + 5), CFG, feeds["x"], feeds["mask"], feeds["dist"],
+                            [feeds[f"k_cache_{l}"] for l in range(2)], [feeds[f"v_cache_{l}"] for l in range(2)])[0]
+    assert np.abs(other - got["logits"]).max() > 1e-2
+
+
+def test_debug_outputs_expose_each_layer():
+    model = onnx_graph.build_decode_step(noisy_weights(0), SHAPE, 8, debug_outputs=True)
+    assert [o.name for o in model.graph.output][-2:] == ["layer0_out", "layer1_out"]
+
+
+def test_ion_estimate_refuses_a_window_too_big_for_the_chip():
+    default = ref.ModelConfig()  # V=8192 D=256 L=4
+    assert export.check_window_fits(default, "cv180x", 128, "int8")["total"] < 16 << 20
+    assert export.check_window_fits(default, "cv181x", 128, "bf16")["total"] < 75 << 20
+    with pytest.raises(UserError, match="window 4096 needs about .* MiB of ION on cv180x"):
+        export.check_window_fits(default, "cv180x", 4096, "int8")
+
+
+def test_int8_table_names_the_activation_ops():
+    model = onnx_graph.build_decode_step(noisy_weights(0), SHAPE, 8)
+    names = [line.split()[0] for line in export.int8_mixed_precision_table(model).read_text().splitlines()
+             if not line.startswith("#")]
+    assert "l0_ln1_LayerNormalization" in names and "layer1_out_Add" in names and "l1_probs_Softmax" in names
+    assert not any(name.endswith("_MatMul") for name in names)  # weights stay INT8
+
+
+MODEL_TOOL_INFO = """Mlir Version: v1.30.2-20260831
+CviModel Need ION Memory Size: (12.34 MB)
+Program #0
+    inputs      : x,mask
+    outputs     : logits_Reshape_f32
+    tensor_map  :
+        ID   OFFSET      TYPE  N    C    H    W    QSCALE     MEM     NAME
+        000  0           fp32  1    1    256  1    1.000000   io_mem  x
+        001  0           fp32  1    1    1    128  1.000000   io_mem  mask
+        002  8192        bf16  1    1    1    128  1.000000   shared  mask_bf16
+        168  8192        fp32  1    8192 1    1    1.000000   private logits_Reshape_f32
+"""
+
+
+def test_model_tool_info_is_parsed():
+    info = export.parse_model_tool_info(MODEL_TOOL_INFO)
+    assert info["inputs"] == ["x", "mask"] and info["outputs"] == ["logits_Reshape_f32"]
+    assert info["ion_bytes"] == round(12.34 * (1 << 20))
+    assert info["tensors"]["logits_Reshape_f32"] == {"dtype": "fp32", "nchw": [1, 8192, 1, 1]}
+    ins, outs = export.compiled_tensor_specs(info, [("x", [1, 1, 256]), ("mask", [1, 1, 1, 128])],
+                                             [("logits", [1, 8192])])
+    assert outs == [{"name": "logits", "shape": [1, 8192], "dtype": "float32",
+                     "compiled_name": "logits_Reshape_f32", "compiled_nchw": [1, 8192, 1, 1]}]
+    with pytest.raises(UserError):
+        export.compiled_tensor_specs(info, [("x", [1, 1, 255]), ("mask", [1, 1, 1, 128])], [("logits", [1, 8192])])
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    corpus = write_synthetic_corpus(root / "corpus")
+    return make_tiny_model_dir(root / "model", corpus), corpus
+
+
+def test_onnx_only_bundle_round_trips_through_runtime_bundle(tiny, tmp_path, capsys):
+    from runtime.bundle import load_bundle
+    from tpu_driver.backends import open_backend
+
+    model_dir, corpus = tiny
+    out = tmp_path / "bundle"
+    code = edgetype_main(["export", "--chip", "none", "--quant", "f32", "--model", str(model_dir),
+                          "--corpus", str(corpus), "-o", str(out), "--json"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["chip"] is None and summary["window"] == 16
+    bundle = load_bundle(out)  # checks format_version, every sha256, shapes against config.json
+    manifest = bundle.manifest
+    assert manifest["format_version"] == 1 and manifest["window"] == 16
+    assert manifest["tokenizer_id"] == bundle.tokenizer.tokenizer_id
+    assert [s["name"] for s in manifest["inputs"]][:3] == ["x", "mask", "dist"]
+    assert set(manifest["files"]) >= {"model.onnx", "weights.npz", "tokenizer.json", "config.json", "golden.json"}
+    assert manifest["onnx_vs_reference_max_abs_logit_diff"] < 1e-3
+    # golden.json: the onnx backend reproduces its per-step top-5
+    golden = json.loads((out / "golden.json").read_text())
+    weights = ref.load_weights(out / "weights.npz", bundle.config)
+    from model_export.verify import WindowFeeder
+    with open_backend("onnx", bundle) as backend:
+        feeder = WindowFeeder(backend, bundle.config, weights)
+        for step in golden["steps"]:
+            logits = feeder.step(step["token"])
+            assert [int(i) for i in np.argsort(-logits, kind="stable")[:5]] == step["top5_ids"]
+    assert all(1 <= len(case["suggestions"]) <= 3 for case in golden["suggestions"])
+    # a tampered file is refused by the runtime
+    (out / "golden.json").write_text("{}")
+    with pytest.raises(UserError, match="sha256 mismatch"):
+        load_bundle(out)
+
+
+def test_export_errors_are_user_errors(tiny, tmp_path, capsys):
+    model_dir, corpus = tiny
+    base = ["export", "--model", str(model_dir), "--corpus", str(corpus), "-o", str(tmp_path / "b")]
+    assert edgetype_main(base + ["--chip", "cv182x"]) == 2
+    assert "unknown chip 'cv182x'" in capsys.readouterr().err
+    assert edgetype_main(base + ["--chip", "cv181x", "--quant", "fp16"]) == 2
+    assert "unknown quantization 'fp16'" in capsys.readouterr().err
+    assert edgetype_main(["export", "--chip", "cv181x", "--model", str(tmp_path / "none"), "-o", str(tmp_path / "b")]) == 2
+    assert "config.json is missing" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
