@@ -3,8 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 EDGETYPE := $(VENV)/bin/edgetype
 # Debian packages the tests drive: tmux (demo end-to-end test), debootstrap + qemu-user-static
-# (riscv64 user space of the board), shellcheck (init script lint).
-SYSTEM_PACKAGES := tmux debootstrap qemu-user-static shellcheck
+# (riscv64 user space of the board), shellcheck + busybox (init script lint and run).
+SYSTEM_PACKAGES := tmux debootstrap qemu-user-static shellcheck busybox
 
 .PHONY: demo test install toolchain system-deps
 

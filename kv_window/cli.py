@@ -52,6 +52,8 @@ def register(subparsers, groups):
     b.add_argument("--bundle", default=None)
     b.add_argument("--random-weights", type=int, default=None, metavar="SEED",
                    help="no trained model: random weights of the default config (timing only)")
+    b.add_argument("--no-model", action="store_true",
+                   help="time the window alone: prepare_step + commit_step, no backend.run()")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=run_bench_window, max_chars=None)
 
@@ -112,14 +114,14 @@ def _measure(args, text, tokens, tokenizer, weights, cfg, bundle, full, ksr_full
     try:
         kv = KVWindow(backend, cfg, policy=policy, window=window, sink_tokens=args.sink_tokens,
                       evict_batch=evict_batch, positions=args.positions, weights=weights)
-        rows, step_ms, changed, step_cpu_ms = window_logits(backend, cfg, weights["embedding"], tokens, kv)
+        rows, step_ms, changed = window_logits(backend, cfg, weights["embedding"], tokens, kv)
     finally:
         backend.close()
     top1, kl = agreement(full, rows)
     result = {"window": window, "policy": policy, "positions": kv.positions, "evict_batch": evict_batch,
               "steps": len(tokens), "top1_agreement": round(top1, 5), "kl_mean": round(kl, 6),
               "ksr_full": round(ksr_full, 5), "ksr_window": round(ksr(text, tokenizer, rows), 5)}
-    result.update(summarize_steps(step_ms, changed, step_cpu_ms))
+    result.update(summarize_steps(step_ms, changed))
     return result
 
 
@@ -145,8 +147,7 @@ def run_eval_window(args) -> int:
     result.update({"backend": args.backend, "model": model, "text": str(args.text), "chars": len(text),
                    "full_context": "all previous tokens, positions 0..T-1, no pruning (numpy float32, "
                                    "reference_model math)",
-                   "timing_note": "step = prepare_step + backend.run + commit_step on this host, gc paused; "
-                                  "*_cpu_ms = CPU time of the stepping thread (not inflated by other processes)"})
+                   "timing_note": "step = prepare_step + backend.run + commit_step on this host, gc paused"})
     if args.plot or args.sweep:
         windows = [int(w) for w in (args.sweep or "16,32,64,128").split(",")]
         sweep = []
@@ -196,7 +197,7 @@ def run_bench_window(args) -> int:
     try:
         kv = KVWindow(backend, cfg, policy=args.policy, window=window, sink_tokens=args.sink_tokens,
                       evict_batch=args.evict_batch, positions=args.positions, weights=weights)
-        result = long_session(backend, cfg, weights["embedding"], tokens, kv)
+        result = long_session(backend, cfg, weights["embedding"], tokens, kv, run_model=not args.no_model)
     finally:
         backend.close()
     result.update({"chars": len(text), "window": window, "policy": args.policy, "positions": kv.positions,

@@ -32,7 +32,7 @@ from runtime.reference_model import LN_EPS, ModelConfig
 POLICIES = ("sliding", "sink", "heavy", "pages")
 POSITION_SCHEMES = ("cache", "original")
 # Position scheme of each policy when none is given: measured, see docs/kv-window.md.
-DEFAULT_POSITIONS = {"sliding": "original", "sink": "cache", "heavy": "cache", "pages": "cache"}
+DEFAULT_POSITIONS = {"sliding": "original", "sink": "cache", "heavy": "original", "pages": "cache"}
 
 
 class Layer0Query:

@@ -6,6 +6,10 @@ stays fast and works where they are missing.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]  # defaults resolve against the checkout, not the cwd
+
 
 def _cmd_train(args) -> int:
     from model_export.train import run_train_command
@@ -24,15 +28,10 @@ def _cmd_verify(args) -> int:
 
 def register(subparsers, groups):
     """Add this package's subcommands; `groups` holds the shared `eval`/`bench`/`board` groups."""
-    from model_export import toolchain
-    if hasattr(toolchain, "register_toolchain"):
-        toolchain.register_toolchain(subparsers)
-    try:
-        from model_export import corpus
-    except ImportError:
-        corpus = None
-    if corpus is not None and hasattr(corpus, "register_corpus"):
-        corpus.register_corpus(subparsers)
+    from model_export import calibrate_estimate, corpus, toolchain
+    toolchain.register_toolchain(subparsers)
+    corpus.register_corpus(subparsers)
+    calibrate_estimate.register(subparsers, groups)
 
     train = subparsers.add_parser("train", help="train the tokenizer and the model (PyTorch)")
     from model_export.train import add_train_arguments
@@ -44,8 +43,8 @@ def register(subparsers, groups):
                                                       "'none' writes an onnx-only bundle")
     export.add_argument("--quant", default="bf16", help="bf16 or int8")
     export.add_argument("--window", type=int, default=None, help="KV window W (default: config.json)")
-    export.add_argument("--model", default="models/default", help="trained model folder")
-    export.add_argument("--corpus", default="models/corpus",
+    export.add_argument("--model", default=str(REPO / "models/default"), help="trained model folder")
+    export.add_argument("--corpus", default=str(REPO / "models/corpus"),
                         help="folder with valid.txt.gz (INT8 calibration and golden.json text)")
     export.add_argument("-o", "--output", required=True, help="bundle folder to write")
     export.add_argument("--keep-intermediates", default=None, metavar="DIR",
@@ -54,9 +53,9 @@ def register(subparsers, groups):
     export.set_defaults(func=_cmd_export)
 
     verify = subparsers.add_parser("verify", help="compare a bundle's cvimodel (cmodel) with its ONNX step by step")
-    verify.add_argument("bundle", nargs="?", default="models/bundles/cv181x-bf16-w128")
+    verify.add_argument("bundle", nargs="?", default=str(REPO / "models/bundles/cv181x-bf16-w128"))
     verify.add_argument("--steps", type=int, default=64)
-    verify.add_argument("--corpus", default="models/corpus", help="folder with valid.txt.gz")
+    verify.add_argument("--corpus", default=str(REPO / "models/corpus"), help="folder with valid.txt.gz")
     verify.add_argument("--debug", action="store_true",
                         help="name the first compiled tensor that diverges from onnxruntime")
     verify.add_argument("--json", action="store_true", help="print one JSON object on stdout")

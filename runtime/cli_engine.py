@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from runtime.errors import UserError
+from runtime.ngram import DEFAULT_ORDER
 
 BACKENDS = ("onnx", "cmodel", "tpu", "numpy")
 DEFAULT_TRAIN = Path(__file__).resolve().parents[1] / "models" / "corpus" / "train.txt.gz"
@@ -47,7 +48,7 @@ def register(subparsers, groups):
     p.add_argument("--max-chars", type=int, default=0, help="evaluate only the first N characters")
     p.add_argument("--baseline-train", metavar="FILE", default=str(DEFAULT_TRAIN),
                    help="training text of the n-gram baseline (default: the model's training split)")
-    p.add_argument("--ngram-order", type=int, default=4)
+    p.add_argument("--ngram-order", type=int, default=DEFAULT_ORDER, help=f"Kneser-Ney order (default {DEFAULT_ORDER}, best on valid: docs/corpus.md)")
     p.add_argument("--no-baseline", action="store_true", help="skip the n-gram baseline column")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval_ksr)

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from board_tests.onboard import boardenv
-from board_tests.onboard.decode import SequentialDecoder, compare_with_golden
+from board_tests.onboard.decode import SequentialDecoder
+from board_tests.onboard.golden import compare_logits, compare_suggestions
 from board_tests.onboard.test_ion import ion_used_bytes
 from board_tests.onboard.test_keyboard import keyboards, parse_input_devices
 from runtime import reference_model as ref
@@ -78,18 +79,62 @@ def test_ion_summary_parsing():
         ion_used_bytes("nothing here")
 
 
-def test_golden_reader_accepts_the_documented_layout_and_says_what_is_missing(tmp_path):
-    golden = {"tokens": [1, 2], "steps": [{"top5_ids": [3, 4, 5, 6, 7], "top5_logits": [5, 4, 3, 2, 1]},
-                                          {"top5_ids": [7, 6, 5, 4, 3], "top5_logits": [9, 8, 7, 6, 5]}],
-              "context": "I am", "suggestions": [{"word": "going"}, "not", "a"]}
-    (tmp_path / "golden.json").write_text(json.dumps(golden))
+GOLDEN = {"format_version": 1, "backend": "onnx (onnxruntime, float32)", "window": "append-only",
+          "bos": True,
+          "steps": [{"token": 2, "top5_ids": [3, 4, 5, 6, 7], "top5_logits": [5, 4, 3, 2, 1]},
+                    {"token": 9, "top5_ids": [7, 6, 5, 4, 3], "top5_logits": [9, 8, 7, 6, 5]}],
+          "suggestions": [{"context": "I am", "prefix": "g", "context_ids": [2, 11, 12],
+                           "top3_ids": [40, 41, 42], "suggestions": ["going", "good", "gone"]}],
+          "note": "test"}
+
+
+def test_golden_reader_reads_model_exports_format_and_says_what_is_missing(tmp_path):
+    (tmp_path / "golden.json").write_text(json.dumps(GOLDEN))
     read = boardenv.read_golden(str(tmp_path))
-    assert read["tokens"] == [1, 2] and read["top_ids"][1][0] == 7
-    assert read["suggestions"] == ["going", "not", "a"]
-    del golden["context"]
-    (tmp_path / "golden.json").write_text(json.dumps(golden))
-    with pytest.raises(AssertionError, match="no context text"):
+    assert read["tokens"] == [2, 9] and read["top_ids"][1][0] == 7 and read["top_logits"][0][0] == 5.0
+    assert read["cases"] == GOLDEN["suggestions"]
+    broken = json.loads(json.dumps(GOLDEN))
+    del broken["suggestions"][0]["context_ids"]
+    (tmp_path / "golden.json").write_text(json.dumps(broken))
+    with pytest.raises(AssertionError, match=r"suggestions\[0\]: no 'context_ids'"):
         boardenv.read_golden(str(tmp_path))
+    old_layout = {"tokens": [2, 9], "steps": GOLDEN["steps"], "context": "I am",
+                  "suggestions": ["going", "good", "gone"]}  # the layout this suite once guessed
+    (tmp_path / "golden.json").write_text(json.dumps(old_layout))
+    with pytest.raises(AssertionError, match="no 'format_version'"):
+        boardenv.read_golden(str(tmp_path))
+    (tmp_path / "golden.json").write_text(json.dumps(dict(GOLDEN, format_version=2)))
+    with pytest.raises(AssertionError, match="format_version 2"):
+        boardenv.read_golden(str(tmp_path))
+
+
+def test_shipped_golden_files_read():
+    bundles = sorted((REPO / "models" / "bundles").glob("cv18*-w128"))
+    assert bundles, "no models/bundles/cv18*-w128: build the bundles first (model_export)"
+    for bundle in bundles:
+        read = boardenv.read_golden(str(bundle))
+        assert len(read["tokens"]) == len(read["top_ids"]) >= 8 and read["cases"]
+
+
+def test_suggestion_tolerance_exact_for_fp32_loose_for_quantised():
+    case = GOLDEN["suggestions"][0]
+    ids, words, context = [40, 41, 42], ["going", "good", "gone"], [2, 11, 12]
+    for backend, quant in (("numpy", "bf16"), ("cmodel", "bf16"), ("tpu", "int8")):
+        assert compare_suggestions(case, context, ids, words, quant, backend) == []
+        assert compare_suggestions(case, [2, 11], ids, words, quant, backend)  # other tokens
+    swapped = ([41, 40, 42], ["good", "going", "gone"])
+    assert compare_suggestions(case, context, *swapped, "bf16", "numpy")  # fp32: exact order
+    assert compare_suggestions(case, context, *swapped, "bf16", "cmodel") == []
+    third_differs = ([40, 41, 77], ["going", "good", "got"])
+    assert compare_suggestions(case, context, *third_differs, "int8", "tpu") == []
+    assert compare_suggestions(case, context, *third_differs, "int8", "numpy")
+    top1_outside = ([77, 40, 41], ["got", "going", "good"])
+    assert any("not in golden's top-3" in p
+               for p in compare_suggestions(case, context, *top1_outside, "bf16", "cmodel"))
+    one_shared = ([40, 77, 78], ["going", "got", "gold"])
+    assert compare_suggestions(case, context, *one_shared, "int8", "cmodel")
+    with pytest.raises(AssertionError, match="no golden tolerance"):
+        compare_suggestions(case, context, *one_shared, "int4", "cmodel")
 
 
 class _Spec:
@@ -164,11 +209,44 @@ def test_sequential_decoder_matches_full_attention_oracle():
     top = np.argsort(-full, axis=1)[:, :5]
     golden = {"top_ids": top.tolist(),
               "top_logits": [full[i, top[i]].tolist() for i in range(len(tokens))]}
-    assert compare_with_golden(list(stepped), golden, "bf16", "numpy") == []
+    for backend in ("numpy", "cmodel"):
+        assert compare_logits(list(stepped), golden, "bf16", backend) == []
     broken = [row.copy() for row in stepped]
     broken[4][top[4, 0]] -= 5.0
-    problems = compare_with_golden(broken, golden, "bf16", "cmodel")
+    problems = compare_logits(broken, golden, "bf16", "cmodel")
     assert problems and problems[0].startswith("step 4")
+    # fp32 backends: a 0.01 error (inside bf16's tolerance) fails; so does a swapped top-5
+    nudged = [row + 0.01 * (np.arange(row.size) % 2) for row in stepped]
+    assert compare_logits(nudged, golden, "bf16", "cmodel") == []
+    assert compare_logits(nudged, golden, "bf16", "numpy")
+    outsider = [row.copy() for row in stepped]
+    sixth = int(np.argsort(-full[2])[5])
+    outsider[2][sixth] = full[2, top[2, 4]] + 0.5
+    assert any("top-5 ids differ" in p for p in compare_logits(outsider, golden, "bf16", "numpy"))
+
+
+def test_quantised_logit_tolerance_aggregates():
+    rng = np.random.default_rng(0)
+    rows = [rng.standard_normal(50).astype(np.float32) * 3 for _ in range(20)]
+    top = [np.argsort(-r, kind="stable")[:5] for r in rows]
+    golden = {"top_ids": [t.tolist() for t in top],
+              "top_logits": [r[t].tolist() for r, t in zip(rows, top)]}
+    assert compare_logits(rows, golden, "int8", "tpu") == []
+    # argmax outside golden's top-5 on 3 of 20 steps (85 % < 90 %), logits at the ids unchanged
+    moved = [r.copy() for r in rows]
+    for i in range(3):
+        outside = int(np.argsort(-rows[i])[10])
+        moved[i][outside] = rows[i].max() + 1.0
+    assert any("argmax in golden's top-5 on 17/20" in p
+               for p in compare_logits(moved, golden, "int8", "tpu"))
+    # the order inside the top-5 reversed: the centred cosine goes negative
+    flat = [r.copy() for r in rows]
+    for r, t in zip(flat, top):
+        values = r[t]
+        r[t] = values.mean() - 0.2 * (values - values.mean())
+    problems = compare_logits(flat, golden, "int8", "tpu")
+    assert any("cosine" in p for p in problems), problems
+    assert compare_logits(rows[:3], golden, "int8", "tpu")  # step count must match
 
 
 def test_onboard_suite_runs_on_the_simulated_board_with_a_tiny_numpy_bundle(tmp_path, capsys):
@@ -196,19 +274,18 @@ def test_onboard_suite_runs_on_the_simulated_board_with_a_tiny_numpy_bundle(tmp_
 def make_compiled_tiny_bundle(directory: Path) -> Path:
     """A tiny cv181x BF16 bundle made here: tests/test_bundle.py's tiny model (weights at init
     scale), its ONNX decode step (model_export.onnx_graph) compiled by tpu-mlir (cached under
-    ~/.cache/edgetype/compiled: ~10 s the first time), golden.json from onnxruntime with slots
-    filled in order and the onnx engine's suggestions, as model_export's bundles have."""
+    ~/.cache/edgetype/compiled: ~10 s the first time), golden.json written by model_export's
+    golden_data over onnxruntime, as model_export's bundles have."""
     import onnx
-    import onnxruntime
 
     sys.path.insert(0, str(REPO / "tests"))
     from test_bundle import make_tiny_model_dir
 
     from model_export.compile_cache import compile_onnx
+    from model_export.export import OnnxStepper, golden_data
     from model_export.model import ModelShape
     from model_export.onnx_graph import build_decode_step, input_specs, output_specs
     from runtime.bundle import sha256_file
-    from runtime.engine import open_session
     from runtime.tokenizer import Tokenizer
 
     make_tiny_model_dir(directory, window=32)
@@ -223,26 +300,7 @@ def make_compiled_tiny_bundle(directory: Path) -> Path:
     compiled = compile_onnx(model, chip="cv181x", quant="BF16", name="tiny_board_test")
     (directory / "model.cvimodel").write_bytes(Path(compiled.cvimodel_path).read_bytes())
 
-    H, hd, W, L = cfg.n_heads, cfg.head_dim, cfg.window, cfg.n_layers
-    feeds = {"mask": np.full((1, 1, 1, W), ref.MASK_EMPTY, np.float32),
-             "dist": np.zeros((1, 1, 1, W), np.float32)}
-    for l in range(L):
-        feeds[f"k_cache_{l}"] = np.zeros((1, H, hd, W), np.float32)
-        feeds[f"v_cache_{l}"] = np.zeros((1, H, W, hd), np.float32)
-    session = onnxruntime.InferenceSession(str(directory / "model.onnx"))
-    names = [o.name for o in session.get_outputs()]
-    tokens, steps = [5, 9, 3, 12, 7, 20, 33, 2, 8, 14, 6, 11], []
-    for t, token in enumerate(tokens):
-        feeds["x"] = weights["embedding"][token][None, None].astype(np.float32)
-        feeds["dist"][0, 0, 0, :t] = np.arange(t, 0, -1)
-        out = dict(zip(names, session.run(None, feeds)))
-        row = out["logits"].reshape(-1)
-        ids = np.argsort(-row, kind="stable")[:5]
-        steps.append({"top5_ids": ids.tolist(), "top5_logits": [float(row[i]) for i in ids]})
-        for l in range(L):
-            feeds[f"k_cache_{l}"][..., t:t + 1] = out[f"k_new_{l}"]
-            feeds[f"v_cache_{l}"][..., t:t + 1, :] = out[f"v_new_{l}"]
-        feeds["mask"][0, 0, 0, t] = 0.0
+    W = cfg.window
     files = {p.name: sha256_file(p) for p in sorted(directory.iterdir())}
     manifest = {
         "format_version": 1, "model_id": "tiny-board-test", "chip": "cv181x", "quant": "bf16",
@@ -252,12 +310,10 @@ def make_compiled_tiny_bundle(directory: Path) -> Path:
         "tpu_mlir_version": compiled.tpu_mlir_version, "files": files,
         "ion_bytes": compiled.ion_bytes or 0}
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    context = "The cat sat on the "
-    with open_session(bundle=str(directory), backend="onnx") as engine:
-        engine.insert(context)
-        words = [s.word for s in engine.suggestions(k=3)]
-    (directory / "golden.json").write_text(json.dumps(
-        {"tokens": tokens, "steps": steps, "context": context, "suggestions": words}))
+    stepper = OnnxStepper(model.SerializeToString(), cfg, weights, W)
+    golden = golden_data(stepper, Tokenizer.load(directory / "tokenizer.json"),
+                         [2, 5, 9, 3, 12, 7, 20, 33, 2, 8, 14, 6, 11])
+    (directory / "golden.json").write_text(json.dumps(golden, indent=1) + "\n")
     return directory
 
 

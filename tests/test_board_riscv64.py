@@ -27,8 +27,9 @@ def _report(machine: str, logits_shift: float = 0.0, words=("sat", "then", "on")
             "top5_ids": [[1, 2, 3, 4, 5]], "top5_logits": [[5.0 + logits_shift, 4, 3, 2, 1]],
             "golden_problems": []}},
         "engine_suggestions": {"ok": True, "seconds": 1.0, "values": {
-            "context": "The cat", "words": list(words), "probs": [0.5, 0.3, 0.1],
-            "golden_words": ["sat", "then", "on"]}},
+            "contexts": ["The cat "], "words": [list(words)], "suggestion_ids": [[7, 8, 9]],
+            "probs": [[0.5, 0.3, 0.1]], "golden_words": [["sat", "then", "on"]],
+            "golden_problems": []}},
     }}
 
 
@@ -42,34 +43,54 @@ def test_compare_accepts_rounding_and_rejects_real_differences():
     broken = _report("riscv64")
     broken["checks"]["numpy_golden"] = {"ok": False, "error": "ImportError: numpy", "seconds": 0}
     assert not compare(broken, _report("x86_64"))["ok"]
+    # both agree with each other but not with golden.json: still a failure
+    off_golden = [_report("riscv64"), _report("x86_64")]
+    for report in off_golden:
+        report["checks"]["numpy_golden"]["values"]["golden_problems"] = ["step 0: top-5 logits differ"]
+    result = compare(*off_golden)
+    assert not result["ok"]
+    assert any("golden.json" in p for row in result["checks"] for p in row["problems"])
+
+
+class ReferenceStepper:
+    """model_export.export.golden_data's stepper interface over runtime/reference_model.py
+    (full attention over the tokens so far = slots filled in order): golden.json for a
+    numpy-only bundle, written by the exporter's own function."""
+
+    def __init__(self, weights, cfg):
+        self.weights, self.cfg, self.tokens = weights, cfg, []
+
+    def reset(self):
+        self.tokens = []
+
+    def step(self, token):
+        from runtime import reference_model as ref
+
+        self.tokens.append(int(token))
+        return {"logits": ref.forward_sequence(self.weights, self.cfg, self.tokens)[-1:]}  # (1,V)
 
 
 def make_bundle_with_golden(directory: Path) -> Path:
-    """A tiny numpy-only bundle (tests/test_bundle.py) plus golden.json from the reference model.
+    """A tiny numpy-only bundle (tests/test_bundle.py) plus golden.json in model_export's format,
+    made by model_export.export.golden_data over the reference model (no ONNX in this bundle).
 
-    Its expected suggestions come from the engine on this x86 host: for this bundle the test
-    checks riscv64 against x86, not the model against onnxruntime (the real bundles do that).
+    For this bundle the riscv64 test checks riscv64 against x86 and both against the reference
+    model; the shipped bundles check the model against onnxruntime.
     """
     sys.path.insert(0, str(REPO / "tests"))
     from test_bundle import make_tiny_bundle
 
+    from model_export.export import golden_data
     from runtime import reference_model as ref
-    from runtime.engine import open_session
+    from runtime.tokenizer import Tokenizer
 
     make_tiny_bundle(directory, window=32)
     cfg = ref.ModelConfig.load(directory / "config.json")
     weights = ref.load_weights(directory / "weights.npz", cfg)
-    tokens = [5, 9, 3, 12, 7, 20, 33, 2, 8, 14, 6, 11]
-    steps = []
-    for row in ref.forward_sequence(weights, cfg, tokens):
-        ids = np.argsort(-row, kind="stable")[:5]
-        steps.append({"top5_ids": ids.tolist(), "top5_logits": [float(row[i]) for i in ids]})
-    context = "The cat sat on the "
-    with open_session(bundle=str(directory), backend="numpy") as session:
-        session.insert(context)
-        words = [s.word for s in session.suggestions(k=3)]
-    (directory / "golden.json").write_text(json.dumps(
-        {"tokens": tokens, "steps": steps, "context": context, "suggestions": words}))
+    tokenizer = Tokenizer.load(directory / "tokenizer.json")
+    tokens = [2, 5, 9, 3, 12, 7, 20, 33, 2, 8, 14, 6, 11]
+    golden = golden_data(ReferenceStepper(weights, cfg), tokenizer, tokens)
+    (directory / "golden.json").write_text(json.dumps(golden, indent=1) + "\n")
     return directory
 
 

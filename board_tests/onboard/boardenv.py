@@ -108,38 +108,68 @@ def measure(name: str, value: float, unit: str, **extra) -> None:
 
 
 # ------------------------------------------------------------------ the bundle's golden.json
-def _pick(record: dict, names: tuple[str, ...], what: str, where: str):
-    for name in names:
-        if name in record:
-            return record[name]
-    raise AssertionError(f"{where}: no {what} (looked for {', '.join(names)}; has "
-                         f"{', '.join(sorted(record))})")
+GOLDEN_FORMAT_VERSION = 1  # model_export/export.py golden_data()
+
+
+def _field(record: dict, name: str, where: str):
+    if not isinstance(record, dict) or name not in record:
+        has = ", ".join(sorted(record)) if isinstance(record, dict) else type(record).__name__
+        raise AssertionError(f"{where}: no {name!r} (has {has}): golden.json is not in "
+                             "model_export's format; re-export the bundle")
+    return record[name]
 
 
 def read_golden(bundle: str) -> dict:
-    """golden.json -> {'tokens': [int], 'top_ids': [[int]*5], 'top_logits': [[float]*5],
-    'context': str, 'suggestions': [str]*3}. Accepts the few key spellings listed below."""
+    """The bundle's golden.json, as model_export/export.py golden_data() writes it (format 1):
+
+        {"format_version": 1, "backend": "onnx (onnxruntime, float32)", "window": "...", "bos": true,
+         "steps": [{"token": id, "top5_ids": [5 ids], "top5_logits": [5 floats]}, ...],
+         "suggestions": [{"context": str, "prefix": str, "context_ids": [ids],
+                          "top3_ids": [<=3 ids], "suggestions": [<=3 words]}, ...],
+         "note": "..."}
+
+    steps[t] holds the top-5 next-token logits after tokens steps[0..t] with slots filled in
+    order (append-only window). Returns {'tokens': [int], 'top_ids': [[int]*5],
+    'top_logits': [[float]*5], 'cases': [{context, prefix, context_ids, top3_ids, suggestions}],
+    'backend': str}. Anything else raises AssertionError naming what is missing.
+    """
     path = os.path.join(bundle, "golden.json")
     if not os.path.isfile(path):
         raise AssertionError(f"{path} missing: the bundle has no golden outputs (re-export it)")
     with open(path) as f:
         golden = json.load(f)
-    tokens = [int(t) for t in _pick(golden, ("tokens", "token_ids", "sequence"), "token list", path)]
-    steps = _pick(golden, ("steps", "per_step", "golden_steps"), "per-step outputs", path)
-    top_ids, top_logits = [], []
+    version = _field(golden, "format_version", path)
+    if version != GOLDEN_FORMAT_VERSION:
+        raise AssertionError(f"{path}: format_version {version}, this suite reads "
+                             f"{GOLDEN_FORMAT_VERSION}: update board_tests or re-export the bundle")
+    steps = _field(golden, "steps", path)
+    if not steps:
+        raise AssertionError(f"{path}: 'steps' is empty")
+    tokens, top_ids, top_logits = [], [], []
     for i, step in enumerate(steps):
-        where = f"{path} step {i}"
-        top_ids.append([int(t) for t in _pick(step, ("top5_ids", "top_ids", "ids"), "ids", where)])
-        top_logits.append([float(v) for v in
-                           _pick(step, ("top5_logits", "top_logits", "logits"), "logits", where)])
-    context = _pick(golden, ("context", "text", "suggest_context"), "context text", path)
-    suggestions = _pick(golden, ("suggestions", "expected_suggestions", "top3"),
-                        "expected suggestions", path)
-    suggestions = [s["word"] if isinstance(s, dict) else str(s) for s in suggestions]
-    if len(steps) != len(tokens):
-        raise AssertionError(f"{path}: {len(tokens)} tokens but {len(steps)} steps")
-    return {"tokens": tokens, "top_ids": top_ids, "top_logits": top_logits,
-            "context": context, "suggestions": suggestions}
+        where = f"{path} steps[{i}]"
+        tokens.append(int(_field(step, "token", where)))
+        ids = [int(t) for t in _field(step, "top5_ids", where)]
+        logits = [float(v) for v in _field(step, "top5_logits", where)]
+        if len(ids) != 5 or len(logits) != 5:
+            raise AssertionError(f"{where}: {len(ids)} top5_ids and {len(logits)} top5_logits, want 5")
+        top_ids.append(ids)
+        top_logits.append(logits)
+    cases = []
+    for i, case in enumerate(_field(golden, "suggestions", path)):
+        where = f"{path} suggestions[{i}]"
+        top3 = [int(t) for t in _field(case, "top3_ids", where)]
+        words = [str(w) for w in _field(case, "suggestions", where)]
+        if len(top3) != len(words) or not top3:
+            raise AssertionError(f"{where}: {len(top3)} top3_ids but {len(words)} suggestions")
+        cases.append({"context": str(_field(case, "context", where)),
+                      "prefix": str(_field(case, "prefix", where)),
+                      "context_ids": [int(t) for t in _field(case, "context_ids", where)],
+                      "top3_ids": top3, "suggestions": words})
+    if not cases:
+        raise AssertionError(f"{path}: 'suggestions' has no cases")
+    return {"tokens": tokens, "top_ids": top_ids, "top_logits": top_logits, "cases": cases,
+            "backend": str(golden.get("backend", ""))}
 
 
 def read_manifest(bundle: str) -> dict:

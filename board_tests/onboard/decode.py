@@ -68,31 +68,3 @@ def load_embedding(bundle_dir: str) -> np.ndarray:
 
     with np.load(os.path.join(bundle_dir, "weights.npz")) as weights:
         return np.ascontiguousarray(weights["embedding"], dtype=np.float32)
-
-
-def logit_tolerance(quant: str, backend: str, scale: float) -> float:
-    """Allowed |logit - golden| for a backend and quantisation, relative to the logits' scale."""
-    if backend in ("onnx", "numpy"):
-        return 1e-3 * max(1.0, scale)
-    quant = quant.lower()
-    relative = {"bf16": 0.05, "int8": 0.15}.get(quant, 0.05)
-    return relative * max(1.0, scale)
-
-
-def compare_with_golden(all_logits: list, golden: dict, quant: str, backend: str) -> list[str]:
-    """Problems (empty when the logits match golden.json within the tolerance)."""
-    problems = []
-    for i, logits in enumerate(all_logits):
-        ids = golden["top_ids"][i]
-        want = np.asarray(golden["top_logits"][i], np.float32)
-        scale = float(np.max(np.abs(want))) if want.size else 1.0
-        tol = logit_tolerance(quant, backend, scale)
-        got = logits[ids]
-        worst = float(np.max(np.abs(got - want)))
-        if worst > tol:
-            problems.append(f"step {i}: top-5 logits differ by {worst:.4f} > {tol:.4f}")
-        # golden's top-1 must be (near) the argmax here: a near-tie may flip under bf16/int8
-        if float(logits.max() - logits[ids[0]]) > tol:
-            problems.append(f"step {i}: argmax {int(logits.argmax())} != golden {ids[0]} "
-                            f"(gap {float(logits.max() - logits[ids[0]]):.4f} > {tol:.4f})")
-    return problems

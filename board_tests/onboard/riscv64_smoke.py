@@ -4,7 +4,8 @@
 
 Checks: the bundle loads and passes its checks (runtime.bundle); the `numpy` backend decodes the
 bundle's golden token sequence (top-5 ids and logits per step, compared with golden.json from
-onnxruntime); the engine's suggestions for the golden context with the numpy backend; the KV
+onnxruntime fp32: board_tests/onboard/golden.py's fp32 tolerance, 1e-3); the engine's suggestions
+for every golden case with the numpy backend (golden's top-3 ids exactly); the KV
 window (kv_window.KVWindow, sink policy on 16 slots) over 40 tokens, so it evicts; the keymap
 (keyboard_ui.keymap) on a fixed key sequence. Each check records its values so that
 board_tests/riscv64.py can compare the riscv64 report with the x86 one number by number.
@@ -40,7 +41,8 @@ def check_bundle(bundle_dir):
 
 def check_numpy_golden(bundle_dir):
     from board_tests.onboard import boardenv
-    from board_tests.onboard.decode import SequentialDecoder, compare_with_golden, load_embedding
+    from board_tests.onboard.decode import SequentialDecoder, load_embedding
+    from board_tests.onboard.golden import compare_logits
     from runtime.bundle import load_bundle
     from tpu_driver.backends import open_backend
 
@@ -54,7 +56,7 @@ def check_numpy_golden(bundle_dir):
         step_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(logits))
     finally:
         backend.close()
-    problems = compare_with_golden(logits, golden, "fp32", "numpy")
+    problems = compare_logits(logits, golden, load_bundle(bundle_dir).quant, "numpy")
     steps = [_top5(row) for row in logits]
     return {"top5_ids": [s[0] for s in steps], "top5_logits": [s[1] for s in steps],
             "golden_problems": problems, "step_ms": round(step_ms, 2)}
@@ -62,18 +64,28 @@ def check_numpy_golden(bundle_dir):
 
 def check_engine(bundle_dir):
     from board_tests.onboard import boardenv
+    from board_tests.onboard.golden import compare_suggestions
     from runtime.engine import open_session
 
     golden = boardenv.read_golden(bundle_dir)
+    texts, words, ids, probs, problems = [], [], [], [], []
     session = open_session(bundle=bundle_dir, backend="numpy")
     try:
-        session.insert(golden["context"])
-        suggestions = session.suggestions(k=3)
+        for case in golden["cases"]:
+            session.reset()
+            session.insert(case["context"] + " " + case["prefix"])  # the context's last word is complete
+            got = session.suggestions(k=3)
+            texts.append(case["context"] + " " + case["prefix"])
+            words.append([s.word for s in got])
+            ids.append([int(s.token_id) for s in got])
+            probs.append([round(float(s.prob), 5) for s in got])
+            problems += compare_suggestions(case, session.context_tokens, ids[-1], words[-1],
+                                            "fp32", "numpy")
     finally:
         session.close()
-    return {"context": golden["context"], "words": [s.word for s in suggestions],
-            "probs": [round(float(s.prob), 5) for s in suggestions],
-            "golden_words": golden["suggestions"]}
+    return {"contexts": texts, "words": words, "suggestion_ids": ids, "probs": probs,
+            "golden_words": [case["suggestions"] for case in golden["cases"]],
+            "golden_problems": problems}
 
 
 def check_kv_window(bundle_dir):

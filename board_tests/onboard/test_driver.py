@@ -65,13 +65,15 @@ def test_driver_opens_the_requested_backend():
 
 
 def test_tpu_forward_matches_golden_logits():
+    """The decode step over golden.json's tokens (slots filled in order) against its fp32
+    onnxruntime top-5 logits, with the tolerance of board_tests/onboard/golden.py."""
     boardenv.require_board()
-    from board_tests.onboard.decode import (SequentialDecoder, compare_with_golden,
-                                            load_embedding)
+    from board_tests.onboard.decode import SequentialDecoder, load_embedding
+    from board_tests.onboard.golden import compare_logits
 
     path = boardenv.bundle_dir()
     golden = boardenv.read_golden(path)
-    quant = boardenv.read_manifest(path).get("quant", "bf16")
+    quant = boardenv.read_manifest(path)["quant"]
     backend = _open_backend(path)
     try:
         decoder = SequentialDecoder(backend, load_embedding(path))
@@ -79,5 +81,6 @@ def test_tpu_forward_matches_golden_logits():
         all_logits = [decoder.step(token).copy() for token in golden["tokens"]]
     finally:
         backend.close()
-    problems = compare_with_golden(all_logits, golden, quant, boardenv.backend_name())
-    assert not problems, f"{len(problems)} of {len(all_logits)} steps off: " + "; ".join(problems[:3])
+    problems = compare_logits(all_logits, golden, quant, boardenv.backend_name())
+    assert not problems, (f"{boardenv.backend_name()} ({quant}) vs golden.json over "
+                          f"{len(all_logits)} steps, {len(problems)} problems: " + "; ".join(problems[:3]))

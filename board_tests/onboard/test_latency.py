@@ -55,7 +55,7 @@ def test_keystroke_latency():
     from runtime.engine import open_session
 
     path = boardenv.bundle_dir()
-    text = boardenv.read_golden(path)["context"] + " the quick brown fox"
+    text = boardenv.read_golden(path)["cases"][0]["context"] + " the quick brown fox"
     session = open_session(bundle=path, backend=boardenv.backend_name())
     times_ms = []
     try:
