@@ -218,7 +218,10 @@ def find_python310() -> Path:
     """A Python 3.10 interpreter: `python3.10` on PATH, else pyenv's; UserError when none."""
     on_path = shutil.which("python3.10")
     candidates = [Path(on_path)] if on_path else []
-    candidates += [Path(p) for p in sorted(glob.glob(str(Path.home() / ".pyenv" / "versions" / "3.10*" / "bin" / "python3.10")), reverse=True)]
+    pyenv_roots = [Path(os.environ["PYENV_ROOT"])] if os.environ.get("PYENV_ROOT") else []
+    pyenv_roots.append(Path.home() / ".pyenv")
+    for root in pyenv_roots:  # a pyenv shim on PATH only works for the pyenv's selected version
+        candidates += [Path(p) for p in sorted(glob.glob(str(root / "versions" / "3.10*" / "bin" / "python3.10")), reverse=True)]
     for candidate in candidates:
         try:
             out = subprocess.run([str(candidate), "-c", "import sys, venv; print(sys.version_info[:2])"],
@@ -228,7 +231,7 @@ def find_python310() -> Path:
         if out.returncode == 0 and out.stdout.strip() == "(3, 10)":
             return candidate
     raise UserError("tpu-mlir needs Python 3.10 and none was found (looked for python3.10 on PATH "
-                    "and ~/.pyenv/versions/3.10*); install it, e.g. `pyenv install 3.10` or "
+                    "and $PYENV_ROOT or ~/.pyenv/versions/3.10*); install it, e.g. `pyenv install 3.10` or "
                     "`apt-get install python3.10 python3.10-venv`")
 
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from runtime.bundle import Bundle, load_bundle
 from runtime.errors import UserError
-from runtime.reference_model import MASK_EMPTY, ModelConfig
+from runtime.reference_model import MASK_EMPTY, ModelConfig, load_weights
 from runtime.tokenizer import BOS_ID, NL_ID, PIECES, UNK_ID, WORD_CHARS, Tokenizer, is_sentence_start
 
 MAX_PARTIAL_CHARS = 40  # longer partial words get no suggestions (and no prefix lookup)
@@ -53,7 +53,7 @@ def _is_word_char(char: str) -> bool:
 
 
 class _AppendOnlyWindow:
-    """Minimal W-slot KV window (used only when kv_window.KVWindow is not installed).
+    """Minimal W-slot KV window, chosen by the policy name "append-only" (a baseline for kv_window).
 
     Slot order = arrival order; the first token (BOS) stays as a sink in its slot; when full, the
     oldest other token is evicted. `rollback(n)` empties the slots of the last n tokens. Positions
@@ -107,19 +107,21 @@ class _AppendOnlyWindow:
         self.n_tokens = 0
 
 
-def _make_window(backend, cfg: ModelConfig, policy: str | None, max_rollback: int):
-    """kv_window.KVWindow (pruning policies, exact rollback); `_AppendOnlyWindow` where it is absent."""
-    try:
-        from kv_window.window import KVWindow
-    except ImportError:
-        if policy not in (None, "append-only"):
-            raise UserError(f"KV window policy {policy!r} needs kv_window/ (not installed here)") from None
-        return _AppendOnlyWindow(backend, cfg)
+def _make_window(backend, bundle: Bundle, policy: str | None, max_rollback: int):
+    """kv_window.KVWindow by policy name (default "sink"), or the engine's `_AppendOnlyWindow`
+    when "append-only" is asked for by name."""
+    cfg = bundle.config
     if policy == "append-only":
         return _AppendOnlyWindow(backend, cfg)
+    from kv_window.window import KVWindow
+
+    policy = policy or "sink"
+    # heavy/pages score tokens with layer 0's attention computed on the host: they need the weights
+    weights = load_weights(bundle.weights_path, cfg) if policy in ("heavy", "pages") else None
     # evict in batches of up to 16 slots, fewer for small windows (kv_window needs recent slots > batch)
     evict_batch = max(1, min(16, cfg.window // 8))
-    return KVWindow(backend, cfg, policy=policy or "sink", max_rollback=max_rollback, evict_batch=evict_batch)
+    return KVWindow(backend, cfg, policy=policy, max_rollback=max_rollback, evict_batch=evict_batch,
+                    weights=weights)
 
 
 class Session:
@@ -445,7 +447,7 @@ def open_session(bundle=None, backend: str = "onnx", window_policy: str | None =
 
     model = open_backend(backend, bundle)
     try:
-        window = _make_window(model, bundle.config, window_policy, max_rollback=max(64, opts.get("ring_size", 64)))
+        window = _make_window(model, bundle, window_policy, max_rollback=max(64, opts.get("ring_size", 64)))
         return Session(bundle, model, window=window, **opts)
     except BaseException:
         model.close()

@@ -87,6 +87,7 @@ def test_glibc_fix_moves_three_files_only_on_newer_hosts_and_is_idempotent(tmp_p
 def test_missing_python310_is_a_user_error_naming_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("PYENV_ROOT", raising=False)
     with pytest.raises(UserError, match="Python 3.10.*pyenv install 3.10"):
         toolchain.find_python310()
 
