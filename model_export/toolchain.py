@@ -274,6 +274,8 @@ def install_toolchain(venv_dir: Path | None = None, force: bool = False) -> dict
     if force or not _venv_has_requirements(venv_dir):
         _log(f"pip install {' '.join(PIP_REQUIREMENTS)} (several GB, a few minutes)")
         pip = [str(venv_python(venv_dir)), "-m", "pip", "install", "--disable-pip-version-check"]
+        if not sys.stderr.isatty():  # progress bars only where a person watches (not in CI logs)
+            pip.append("--progress-bar=off")
         result = subprocess.run(pip + PIP_REQUIREMENTS, stdout=sys.stderr)
         if result.returncode != 0:
             raise UserError(f"pip install into {venv_dir} failed (exit {result.returncode}); see the "
