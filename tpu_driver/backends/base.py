@@ -142,6 +142,35 @@ def specs_from_onnx(onnx_path: Path) -> tuple[dict, dict]:
     return inputs, outputs
 
 
+class ArrayTensor:
+    """A float32 buffer owned by a host backend (onnx, numpy): TensorIO over a numpy array."""
+
+    def __init__(self, backend, spec: TensorSpec):
+        self._backend = backend
+        self.name = spec.name
+        self.shape = tuple(spec.shape)
+        self.dtype = "float32"
+        self.array = np.zeros(self.shape, dtype=np.float32)  # (spec.shape) float32
+
+    def write(self, values, index=None) -> None:
+        """Copy `values` into the buffer (or into `array[index]`), checking dtype and shape."""
+        self._backend._alive()
+        target = self.array if index is None else self.array[index]
+        values = np.asarray(values)
+        if values.dtype.kind not in "fiub":
+            raise UserError(f"{self._backend.name} backend: tensor {self.name!r}: cannot write {values.dtype} values")
+        if values.shape != target.shape:
+            where = "" if index is None else f"[{index}]"
+            raise UserError(f"{self._backend.name} backend: tensor {self.name!r}{where}: shape {values.shape} "
+                            f"written, expected {target.shape}")
+        np.copyto(target, values, casting="unsafe")
+
+    def read(self, index=None) -> np.ndarray:
+        """float32 values: a view of the buffer (valid until the next run())."""
+        self._backend._alive()
+        return self.array if index is None else self.array[index]
+
+
 class BackendBase:
     """Shared lifetime handling: input()/output() lookups, close(), context manager."""
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from runtime.errors import UserError
 from runtime.reference_model import LN_EPS, ModelConfig, alibi_slopes, check_weights, load_weights
-from tpu_driver.backends.base import Availability, BackendBase, TensorSpec
+from tpu_driver.backends.base import ArrayTensor, Availability, BackendBase, TensorSpec
 
 
 def decode_step_specs(cfg: ModelConfig) -> tuple[dict, dict]:
@@ -36,32 +36,6 @@ def decode_step_specs(cfg: ModelConfig) -> tuple[dict, dict]:
     return inputs, outputs
 
 
-class NumpyTensor:
-    """One float32 input/output buffer of the numpy backend (TensorIO of docs/design.md)."""
-
-    def __init__(self, spec, backend: "NumpyBackend"):
-        self.name = spec.name
-        self.shape = tuple(spec.shape)
-        self.dtype = "float32"
-        self.array = np.zeros(self.shape, dtype=np.float32)  # (spec.shape) float32, owned by the backend
-        self._backend = backend
-
-    def write(self, values, index=None) -> None:
-        self._backend._alive()
-        target = self.array if index is None else self.array[index]
-        values = np.asarray(values)
-        if values.shape != target.shape:
-            where = "" if index is None else f"[{index}]"
-            raise UserError(f"numpy backend: tensor {self.name!r}{where}: shape {values.shape} written, "
-                            f"expected {target.shape}")
-        np.copyto(target, values, casting="unsafe")
-
-    def read(self, index=None) -> np.ndarray:
-        """float32 values: a view of the buffer (valid until the next run())."""
-        self._backend._alive()
-        return self.array if index is None else self.array[index]
-
-
 class NumpyBackend(BackendBase):
     """The reference decode step in numpy with preallocated buffers."""
 
@@ -76,7 +50,7 @@ class NumpyBackend(BackendBase):
         self.cfg = cfg
         D, H, hd, W, F = cfg.d_model, cfg.n_heads, cfg.head_dim, cfg.window, cfg.d_ff
         self.inputs, self.outputs = decode_step_specs(cfg)
-        self._tensors = {name: NumpyTensor(spec, self) for name, spec in {**self.inputs, **self.outputs}.items()}
+        self._tensors = {name: ArrayTensor(self, spec) for name, spec in {**self.inputs, **self.outputs}.items()}
         self._input_io = {name: self._tensors[name] for name in self.inputs}
         self._output_io = {name: self._tensors[name] for name in self.outputs}
         self._w = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}

@@ -10,36 +10,10 @@ import time
 import numpy as np
 
 from runtime.errors import UserError
-from tpu_driver.backends.base import Availability, BackendBase, TensorSpec, resolve_source, specs_from_onnx
+from tpu_driver.backends.base import (ArrayTensor, Availability, BackendBase, TensorSpec, resolve_source,
+                                      specs_from_onnx)
 
 NAME = "onnx"
-
-
-class ArrayTensor:
-    """A float32 buffer owned by the backend (TensorIO)."""
-
-    def __init__(self, backend, spec: TensorSpec):
-        self._backend = backend
-        self.name = spec.name
-        self.shape = tuple(spec.shape)
-        self.dtype = "float32"
-        self.array = np.zeros(self.shape, dtype=np.float32)  # (shape) float32
-
-    def write(self, values, index=None) -> None:
-        self._backend._alive()
-        target = self.array if index is None else self.array[index]
-        values = np.asarray(values)
-        if values.dtype.kind not in "fiub":
-            raise UserError(f"onnx backend: tensor {self.name!r}: cannot write {values.dtype} values")
-        if values.shape != target.shape:
-            where = "" if index is None else f"[{index}]"
-            raise UserError(f"onnx backend: tensor {self.name!r}{where}: shape {values.shape} written, "
-                            f"expected {target.shape}")
-        np.copyto(target, values, casting="unsafe")
-
-    def read(self, index=None) -> np.ndarray:
-        self._backend._alive()
-        return self.array if index is None else self.array[index]
 
 
 class OnnxBackend(BackendBase):
