@@ -13,12 +13,11 @@ runtime/evaluate.simulate_ideal_user over a predictor that reads the precomputed
 from __future__ import annotations
 
 import gc
-import math
 import time
 
 import numpy as np
 
-from runtime.reference_model import (ModelConfig, alibi_slopes, gelu, layer_norm, softmax)
+from runtime.reference_model import ModelConfig, forward_sequence
 from runtime.tokenizer import WORD_CHARS, is_sentence_start
 
 from kv_window.window import KVWindow
@@ -27,32 +26,9 @@ MAX_PARTIAL_CHARS = 24  # longer partial words get no suggestions (as the engine
 
 
 def full_context_logits(weights: dict, cfg: ModelConfig, tokens, chunk: int = 256) -> np.ndarray:
-    """(T,V) float32 logits with full causal attention, positions 0..T-1 (no window, no pruning).
-
-    Same math as `forward_sequence`, computed for `chunk` queries at a time against all keys.
-    """
-    tokens = np.asarray(tokens, dtype=np.int64)
-    T, H, hd = len(tokens), cfg.n_heads, cfg.head_dim
-    x = weights["embedding"][tokens].astype(np.float32)  # (T,D)
-    slopes = alibi_slopes(H).reshape(H, 1, 1)
-    for l in range(cfg.n_layers):
-        p = f"layers.{l}."
-        h = layer_norm(x, weights[p + "ln1.weight"], weights[p + "ln1.bias"])
-        q = (h @ weights[p + "attn.wq"]).reshape(T, H, hd).transpose(1, 0, 2)  # (H,T,hd)
-        k = (h @ weights[p + "attn.wk"]).reshape(T, H, hd).transpose(1, 0, 2)
-        v = (h @ weights[p + "attn.wv"]).reshape(T, H, hd).transpose(1, 0, 2)
-        attended = np.zeros((T, H * hd), np.float32)
-        for a in range(0, T, chunk):
-            b = min(T, a + chunk)
-            distance = (np.arange(a, b)[:, None] - np.arange(b)[None, :]).astype(np.float32)  # (c,b)
-            bias = np.where(distance >= 0, 0.0, -np.inf).astype(np.float32)[None] - slopes * np.maximum(distance, 0)[None]
-            scores = q[:, a:b] @ k[:, :b].transpose(0, 2, 1) / math.sqrt(hd) + bias  # (H,c,b)
-            attended[a:b] = (softmax(scores) @ v[:, :b]).transpose(1, 0, 2).reshape(b - a, H * hd)
-        x = x + attended @ weights[p + "attn.wo"]
-        h = layer_norm(x, weights[p + "ln2.weight"], weights[p + "ln2.bias"])
-        x = x + gelu(h @ weights[p + "mlp.w1"] + weights[p + "mlp.b1"]) @ weights[p + "mlp.w2"] + weights[p + "mlp.b2"]
-    h = layer_norm(x, weights["ln_f.weight"], weights["ln_f.bias"])
-    return (h @ weights["embedding"].T).astype(np.float32)
+    """(T,V) float32 logits with full causal attention, positions 0..T-1 (no window, no pruning):
+    `runtime.reference_model.forward_sequence`, `chunk` queries at a time."""
+    return forward_sequence(weights, cfg, tokens, chunk=chunk)
 
 
 def window_logits(backend, cfg: ModelConfig, embedding: np.ndarray, tokens, window: KVWindow, progress=None):

@@ -213,9 +213,6 @@ class NgramModel:
         return levels
 
     # -- queries ---------------------------------------------------------------------------
-    def token_ids(self, tokens: Iterable[str]) -> list[int]:
-        return [self.ids.get(t if not _WORD.fullmatch(t) else t.lower(), 0) for t in tokens]
-
     def _context_rows(self, context: list[int]) -> list[int]:
         """rows[j] = row of the context's last j tokens in level j (rows[0] = 0; -1 = unseen)."""
         rows = [0]

@@ -158,28 +158,31 @@ def decode_step(weights, cfg: ModelConfig, x, mask, dist, k_caches, v_caches):
     return logits.astype(np.float32), k_new_all, v_new_all
 
 
-def forward_sequence(weights, cfg: ModelConfig, tokens) -> np.ndarray:
+def forward_sequence(weights, cfg: ModelConfig, tokens, chunk: int = 256) -> np.ndarray:
     """(T, V) logits of a whole sequence with full causal attention and positions 0..T-1.
 
     The "full context" oracle: a decode-step run through an unpruned window of size >= T must
-    give the same logits row by row.
+    give the same logits row by row. Attention runs `chunk` queries at a time against all keys,
+    so long texts (kv_window's fidelity harness) need O(chunk * T) memory, not O(T^2).
     """
     tokens = np.asarray(tokens, dtype=np.int64)
     T, H, hd = len(tokens), cfg.n_heads, cfg.head_dim
-    x = weights["embedding"][tokens]  # (T,D)
+    x = weights["embedding"][tokens].astype(np.float32)  # (T,D)
     slopes = alibi_slopes(H).reshape(H, 1, 1)
-    pos = np.arange(T)
-    distance = (pos[:, None] - pos[None, :]).astype(np.float32)  # (T,T) query - key
-    causal = np.where(distance >= 0, 0.0, -np.inf).astype(np.float32)
-    bias = causal[None] - slopes * np.maximum(distance, 0)[None]  # (H,T,T)
     for l in range(cfg.n_layers):
         p = f"layers.{l}."
         h = layer_norm(x, weights[p + "ln1.weight"], weights[p + "ln1.bias"])
         q = (h @ weights[p + "attn.wq"]).reshape(T, H, hd).transpose(1, 0, 2)  # (H,T,hd)
         k = (h @ weights[p + "attn.wk"]).reshape(T, H, hd).transpose(1, 0, 2)
         v = (h @ weights[p + "attn.wv"]).reshape(T, H, hd).transpose(1, 0, 2)
-        scores = q @ k.transpose(0, 2, 1) / math.sqrt(hd) + bias  # (H,T,T)
-        attended = (softmax(scores) @ v).transpose(1, 0, 2).reshape(T, H * hd)
+        attended = np.zeros((T, H * hd), np.float32)  # (T, D)
+        for a in range(0, T, chunk):
+            b = min(T, a + chunk)
+            distance = (np.arange(a, b)[:, None] - np.arange(b)[None, :]).astype(np.float32)  # (c,b) query - key
+            causal = np.where(distance >= 0, 0.0, -np.inf).astype(np.float32)
+            bias = causal[None] - slopes * np.maximum(distance, 0)[None]  # (H,c,b)
+            scores = q[:, a:b] @ k[:, :b].transpose(0, 2, 1) / math.sqrt(hd) + bias  # (H,c,b)
+            attended[a:b] = (softmax(scores) @ v[:, :b]).transpose(1, 0, 2).reshape(b - a, H * hd)
         x = x + attended @ weights[p + "attn.wo"]
         h = layer_norm(x, weights[p + "ln2.weight"], weights[p + "ln2.bias"])
         x = x + gelu(h @ weights[p + "mlp.w1"] + weights[p + "mlp.b1"]) @ weights[p + "mlp.w2"] + weights[p + "mlp.b2"]
