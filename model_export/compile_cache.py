@@ -134,7 +134,8 @@ def _check_args(chip: str, quant: str, name: str, calibration_inputs) -> None:
 
 
 def _build_program(workdir: Path, name: str, onnx_bytes: bytes, chip: str, quant: str, calibration_inputs,
-                   transform_args, deploy_args, env: dict, timeout_s: float, merge_weight: bool) -> Path:
+                   transform_args, deploy_args, env: dict, timeout_s: float, merge_weight: bool,
+                   calibration_args=()) -> Path:
     """model_transform (+ run_calibration) + model_deploy of one graph in `workdir`; returns the cvimodel."""
     (workdir / f"{name}.onnx").write_bytes(onnx_bytes)
     mlir = f"{name}.mlir"
@@ -157,7 +158,7 @@ def _build_program(workdir: Path, name: str, onnx_bytes: bytes, chip: str, quant
         table = f"{name}_cali_table"
         _run_step(f"run_calibration_{name}", [str(toolchain.tool_path("run_calibration.py")), mlir, "--data_list",
                                               f"calibration_list_{name}.txt", "--input_num", str(len(lines)),
-                                              "-o", table],
+                                              *calibration_args, "-o", table],
                   workdir, env, timeout_s)
         deploy += ["--calibration_table", table]
     _run_step(f"model_deploy_{name}", deploy + list(deploy_args), workdir, env, timeout_s)
@@ -216,11 +217,14 @@ def _cached_build(key: str, root: Path | None, name: str, chip: str, quant: str,
 
 def compile_onnx(onnx_model, *, chip: str, quant: str = "BF16", name: str = "model",
                  calibration_inputs: list[dict] | None = None, transform_args: tuple = (),
-                 deploy_args: tuple = (), timeout_s: float = 1800, root: Path | None = None) -> CompiledModel:
+                 deploy_args: tuple = (), timeout_s: float = 1800, root: Path | None = None,
+                 calibration_args: tuple = ()) -> CompiledModel:
     """Compile (or fetch from the cache) an ONNX model for `chip` in `quant`.
 
     onnx_model: bytes, a path, or an `onnx.ModelProto`. INT8 needs `calibration_inputs`: a list
-    of {input name: float32 array} samples (PLATFORM.md used 16). Raises UserError/CompileError.
+    of {input name: float32 array} samples (PLATFORM.md used 16). `calibration_args` are extra
+    `run_calibration.py` options (INT8 only), e.g. `("--cali_method", "use_percentile9999")`.
+    Raises UserError/CompileError.
     The cache entry keeps `<name>.onnx`, the mlir files and one log per step.
     """
     _check_args(chip, quant, name, calibration_inputs)
@@ -229,11 +233,14 @@ def compile_onnx(onnx_model, *, chip: str, quant: str = "BF16", name: str = "mod
     version = toolchain.tpu_mlir_version()
     args = {"chip": chip, "quant": quant, "name": name, "transform_args": list(transform_args),
             "deploy_args": list(deploy_args)}
+    if calibration_args and quant == "INT8":
+        args["calibration_args"] = list(calibration_args)  # only when given: older cache keys stay valid
     key = cache_key(onnx_bytes, version, args, calibration_inputs if quant == "INT8" else None)
 
     def build(workdir: Path, env: dict) -> str:
         return _build_program(workdir, name, onnx_bytes, chip, quant, calibration_inputs, transform_args,
-                              deploy_args, env, timeout_s, merge_weight=False).name
+                              deploy_args, env, timeout_s, merge_weight=False,
+                              calibration_args=tuple(calibration_args) if quant == "INT8" else ()).name
 
     return _cached_build(key, root, name, chip, quant, version, args, hashlib.sha256(onnx_bytes).hexdigest(), build)
 

@@ -18,6 +18,7 @@ import hashlib
 import json
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +49,15 @@ DEPLOY_ARGS = ("--iomem_set", " reuse_addr=false")
 # layer-1 query cosine 0.97); with this table logits min cosine went 0.986 -> 0.997 over 64 steps
 # at the same ION (7.4 MB). The tensor names are tpu-mlir's "<onnx output>_<OpType>".
 BF16_OP_TYPES_IN_INT8 = ("Add", "Mul", "LayerNormalization", "Softmax", "Tanh")
+# INT8 MatMuls kept in BF16, chosen by the name of their weight in tpu-mlir's top MLIR (ONNX
+# initializer names survive model_transform; the MatMul op names do not: MatMul+Add becomes a Gemm
+# named "_v_<n>_Gemm"). verify --debug put the largest per-tensor losses at the residual adds after
+# the FFN down-projection (W2, its input is the GELU output with outliers) and the INT8 head
+# quantizes logits in steps coarser than most top-2 margins; both in BF16: top1 0.89 -> 0.94 over
+# 64 steps (docs/model.md). q/k/v, attention-output and FFN W1 weights stay INT8.
+BF16_MATMUL_WEIGHTS_IN_INT8 = r"head|l[0-9]+_w2"
+# run_calibration threshold method (its default is kl); measured in docs/model.md
+INT8_CALIBRATION_ARGS = ("--cali_method", "use_max")
 GOLDEN_STEPS = 48
 CALIBRATION_SAMPLES = 32
 VERIFY_PARAGRAPH = 0  # verify/golden use valid paragraphs from here; calibration from CALIB_FIRST
@@ -261,16 +271,47 @@ def golden_data(stepper: OnnxStepper, tokenizer, tokens: list[int]) -> dict:
                     "by runtime.tokenizer.Tokenizer.surface"}
 
 
-def int8_mixed_precision_table(onnx_model) -> Path:
+def matmuls_by_weight_name(onnx_bytes: bytes, weight_pattern: str) -> list[str]:
+    """tpu-mlir op names of the MatMuls whose weight operand's name fully matches `weight_pattern`.
+
+    Runs `model_transform.py` on the ONNX (a few seconds, in a temp folder) and reads the top MLIR:
+    `%7 = "top.Weight"() ... loc(#loc7)`, `#loc7 = loc("l0_w2")`, `%9 = "top.MatMul"(%5, %7, %8) ...
+    loc(#loc9)`, `#loc9 = loc("_v_251_Gemm")`. Same ONNX bytes and tool as the compile, so the same names.
+    """
+    from model_export import toolchain
+    from model_export.compile_cache import CompileError
+
+    with tempfile.TemporaryDirectory(prefix="edgetype-transform-") as work:
+        (Path(work) / "g.onnx").write_bytes(onnx_bytes)
+        result = subprocess.run([str(toolchain.tool_path("model_transform.py")), "--model_name", "g",
+                                 "--model_def", "g.onnx", "--mlir", "g.mlir"], cwd=work,
+                                env=toolchain.toolchain_env(), capture_output=True, text=True)
+        mlir = Path(work) / "g.mlir"
+        if result.returncode != 0 or not mlir.is_file():
+            raise CompileError(f"model_transform failed while naming BF16 MatMuls: {result.stdout[-300:]}")
+        text = mlir.read_text()
+    locs = dict(re.findall(r'^#(loc[0-9]+) = loc\("([^"]+)"\)', text, re.M))
+    weights = {ssa: locs.get(loc) for ssa, loc in
+               re.findall(r'^\s*(%[0-9]+) = "top\.Weight"\(\).*loc\(#(loc[0-9]+)\)', text, re.M)}
+    names = []
+    for operands, loc in re.findall(r'^\s*%[0-9]+ = "top\.MatMul"\(([^)]*)\).*loc\(#(loc[0-9]+)\)', text, re.M):
+        args = [a.strip() for a in operands.split(",")]
+        if len(args) > 1 and re.fullmatch(weight_pattern, weights.get(args[1]) or "") and loc in locs:
+            names.append(locs[loc])
+    return names
+
+
+def int8_mixed_precision_table(onnx_model, bf16_op_names: tuple | list = ()) -> Path:
     """A model_deploy --quantize_table putting the activation-only ops in BF16 (see above).
 
+    `bf16_op_names`: further tpu-mlir op names to put in BF16 (see `matmuls_by_weight_name`).
     Written under the compile cache root, named by its content, so the cache key (which holds
     the path) changes exactly when the table does.
     """
     from model_export.compile_cache import cache_root
 
     names = [f"{node.output[0]}_{node.op_type}" for node in onnx_model.graph.node
-             if node.op_type in BF16_OP_TYPES_IN_INT8]
+             if node.op_type in BF16_OP_TYPES_IN_INT8] + list(bf16_op_names)
     text = "# edgetype: activation-only ops in BF16 inside an INT8 model\n" + \
         "".join(f"{name} BF16\n" for name in names)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -391,6 +432,7 @@ def export_bundle(model_dir: Path, output: Path, chip: str, quant: str, window: 
     tmp.chmod(0o755)  # mkdtemp makes it 0700; a bundle is copied to boards and read by others
     try:
         compiled = None
+        bf16_matmuls = []  # tpu-mlir op names of INT8-graph MatMuls kept in BF16
         if chip != "none":
             from model_export.compile_cache import compile_onnx
 
@@ -404,10 +446,14 @@ def export_bundle(model_dir: Path, output: Path, chip: str, quant: str, window: 
             from model_export.compile_cache import CompileError
             deploy_args = DEPLOY_ARGS
             if quant == "int8":
-                deploy_args += ("--quantize_table", str(int8_mixed_precision_table(onnx_model)))
+                bf16_matmuls = matmuls_by_weight_name(onnx_bytes, BF16_MATMUL_WEIGHTS_IN_INT8)
+                _log(f"INT8: MatMuls kept in BF16 (weights matching {BF16_MATMUL_WEIGHTS_IN_INT8!r}): "
+                     f"{', '.join(bf16_matmuls)}")
+                deploy_args += ("--quantize_table", str(int8_mixed_precision_table(onnx_model, bf16_matmuls)))
             try:
                 compiled = compile_onnx(onnx_bytes, chip=chip, quant=quant.upper(), name="decode",
-                                        calibration_inputs=calibration, deploy_args=deploy_args)
+                                        calibration_inputs=calibration, deploy_args=deploy_args,
+                                        calibration_args=INT8_CALIBRATION_ARGS if quant == "int8" else ())
             except CompileError as error:
                 failed = re.search(r"(\S*\.failed-[0-9a-f]+)", str(error))
                 if keep_intermediates and failed:
@@ -457,7 +503,9 @@ def export_bundle(model_dir: Path, output: Path, chip: str, quant: str, window: 
             "onnx_vs_reference_max_abs_logit_diff": onnx_error,
             "calibration": ({"text": "models/corpus/valid.txt.gz", "first_paragraph": CALIBRATION_FIRST_PARAGRAPH,
                              "samples": CALIBRATION_SAMPLES,
-                             "bf16_op_types": list(BF16_OP_TYPES_IN_INT8)} if quant == "int8" else None),
+                             "bf16_op_types": list(BF16_OP_TYPES_IN_INT8),
+                             "bf16_matmul_weights": BF16_MATMUL_WEIGHTS_IN_INT8, "bf16_matmuls": bf16_matmuls,
+                             "run_calibration_args": list(INT8_CALIBRATION_ARGS)} if quant == "int8" else None),
             "deploy_args": [Path(a).name if a.startswith("/") else a for a in deploy_args] if compiled else None,
             "files": files,
             "created_by": "edgetype export (model_export/export.py)",
