@@ -88,7 +88,17 @@ _DTYPE_BYTES = {"float32": 4, "fp32": 4, "bfloat16": 2, "bf16": 2, "int8": 1, "u
                 "uint16": 2, "int32": 4}
 
 
-def decode_step_stats(config: dict, quant: str, inputs: list | None = None) -> dict:
+def weight_matrices(V: int, D: int, L: int, F: int) -> dict[str, int]:
+    """Element count of each weight matrix of the decode step, by its ONNX initializer name."""
+    sizes = {"head": V * D}
+    for layer in range(L):
+        sizes.update({f"l{layer}_wq": D * D, f"l{layer}_wk": D * D, f"l{layer}_wv": D * D,
+                      f"l{layer}_wo": D * D, f"l{layer}_w1": D * F, f"l{layer}_w2": F * D})
+    return sizes
+
+
+def decode_step_stats(config: dict, quant: str, inputs: list | None = None,
+                      bf16_weights: str | None = None) -> dict:
     """Work of one decode step (docs/design.md graph), analytic from the config.
 
     config: vocab_size V, d_model D, n_layers L, n_heads H, d_ff F, window W.
@@ -102,6 +112,8 @@ def decode_step_stats(config: dict, quant: str, inputs: list | None = None) -> d
                       + L*(10*D + 2*F + 4*H*(W+1))*2 + V*(2+4)   (activations, logits bf16 + f32 out)
     For an INT8 model with float32 inputs the compiler quantizes those inputs in CPU routines and
     splits the TPU work in two submits (seen in `model_tool --info` of cv180x-int8-w128); else 1.
+    bf16_weights: in a mixed INT8 model, a regex of the weight matrices kept in BF16 (the
+    manifest's `calibration.bf16_matmul_weights`, e.g. "head|l[0-9]+_w2"): those cost 2 bytes.
     """
     quant = normalise_quant(quant)
     try:
@@ -130,13 +142,18 @@ def decode_step_stats(config: dict, quant: str, inputs: list | None = None) -> d
         if dtype in ("float32", "fp32") and spec.get("name") != "mask":  # mask feeds a bf16 Add on the TPU
             float_input_elements += elements
     activation_bytes = L * (10 * D + 2 * F + 4 * H * (W + 1)) * 2 + V * (2 + 4)
-    weight_bytes = weight_elements * BYTES_PER_WEIGHT[quant]
+    bf16_weight_elements = 0
+    if quant == "int8" and bf16_weights:
+        pattern = re.compile(bf16_weights)
+        bf16_weight_elements = sum(n for name, n in weight_matrices(V, D, L, F).items() if pattern.fullmatch(name))
+    weight_bytes = weight_elements * BYTES_PER_WEIGHT[quant] + bf16_weight_elements * (2 - BYTES_PER_WEIGHT[quant])
     kv_copy_bytes = kv_elements * KV_COPY_PASSES * 2 * KV_COPY_BYTES
     int8_float_inputs = quant == "int8" and float_input_elements > 0
     return {
         "source": "analytic decode step (runtime/board_estimate.py decode_step_stats)",
         "quant": quant, "config": {"vocab_size": V, "d_model": D, "n_layers": L, "n_heads": H, "d_ff": F, "window": W},
         "macs": int(macs), "weight_elements": int(weight_elements), "weight_bytes": int(weight_bytes),
+        "bf16_weight_elements": int(bf16_weight_elements), "bf16_weights": bf16_weights if bf16_weight_elements else None,
         "kv_elements": int(kv_elements), "input_bytes": int(input_bytes), "kv_copy_bytes": int(kv_copy_bytes),
         "activation_bytes": int(activation_bytes),
         "moved_bytes": int(weight_bytes + input_bytes + kv_copy_bytes + activation_bytes),
@@ -162,7 +179,8 @@ def bundle_step_stats(bundle) -> dict:
         config["window"] = manifest["window"]
     quant = str(manifest.get("quant") or "bf16").lower()
     inputs = manifest.get("inputs") or None
-    stats = decode_step_stats(config, quant, inputs)
+    bf16_weights = (manifest.get("calibration") or {}).get("bf16_matmul_weights")
+    stats = decode_step_stats(config, quant, inputs, bf16_weights)
     stats.update({"chip": manifest.get("chip"), "bundle": str(directory), "ion_bytes": manifest.get("ion_bytes")})
     return stats
 

@@ -187,3 +187,15 @@ def test_efficiency_sensitivity_grows_the_step():
     assert by_scale["1.0"] < by_scale["0.5"] < by_scale["0.1"]
     by_ns = assumptions["step_ms_by_cpu_ns_per_element"]
     assert by_ns["5.0"] < by_ns["10.0"] < by_ns["20.0"]
+
+
+def test_mixed_int8_bundle_counts_its_bf16_weights_at_two_bytes():
+    from runtime.board_estimate import decode_step_stats, weight_matrices
+    config = {"vocab_size": 100, "d_model": 8, "n_layers": 2, "n_heads": 2, "d_ff": 16, "window": 4}
+    plain = decode_step_stats(config, "int8")
+    mixed = decode_step_stats(config, "int8", bf16_weights=r"head|l[0-9]+_w2")
+    extra = 100 * 8 + 2 * 16 * 8  # head + both W2 matrices, one more byte each
+    assert mixed["weight_bytes"] - plain["weight_bytes"] == extra
+    assert mixed["moved_bytes"] - plain["moved_bytes"] == extra
+    assert sum(weight_matrices(100, 8, 2, 16).values()) == plain["weight_elements"]
+    assert decode_step_stats(config, "bf16", bf16_weights="head")["weight_bytes"] == decode_step_stats(config, "bf16")["weight_bytes"]
