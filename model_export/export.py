@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.bundle import sha256_file
 from runtime.errors import UserError
 
 FORMAT_VERSION = 1
@@ -116,7 +117,7 @@ def estimate_ion_bytes(config, window: int, quant: str) -> dict:
     (default model, W=128; with the head, W2 and wo in BF16 the INT8 estimate is 4.1 % above the
     real 11,198,792 B). `model_tool --info` gives the real figure after compiling.
     """
-    D, F, V, L, H = config.d_model, config.d_ff, config.vocab_size, config.n_layers, config.n_heads
+    D, F, V, L = config.d_model, config.d_ff, config.vocab_size, config.n_layers
     W = window
     matrix_params = L * (4 * D * D + 2 * D * F) + V * D
     small_params = L * (4 * D + F + D) + 2 * D
@@ -390,13 +391,6 @@ def compiled_tensor_specs(info: dict, onnx_inputs, onnx_outputs) -> tuple[list, 
 
 
 # ------------------------------------------------------------------------------ the export -----
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def export_bundle(model_dir: Path, output: Path, chip: str, quant: str, window: int | None = None,
                   corpus_dir: Path = Path("models/corpus"), keep_intermediates: Path | None = None) -> dict:
