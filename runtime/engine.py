@@ -34,7 +34,7 @@ import numpy as np
 from runtime.bundle import Bundle, load_bundle
 from runtime.errors import UserError
 from runtime.reference_model import MASK_EMPTY, ModelConfig, load_weights
-from runtime.tokenizer import BOS_ID, NL_ID, PIECES, UNK_ID, WORD_CHARS, Tokenizer, is_sentence_start
+from runtime.tokenizer import BOS_ID, UNK_ID, Tokenizer, is_sentence_start, split_pieces_with_ends
 
 MAX_PARTIAL_CHARS = 40  # longer partial words get no suggestions (and no prefix lookup)
 SUGGESTION_SLACK = 4  # extra candidates fetched so that deduplication still leaves k
@@ -276,14 +276,9 @@ class Session:
         tail_start = self._ends[stable - 1]
         tail_ids, tail_ends = [], []
         if word_start > tail_start:
-            tail = "".join(self._chars[tail_start:word_start])
-            for match in PIECES.finditer(tail):
-                piece = match.group()
-                if "\n" in piece:
-                    tail_ids.append(NL_ID)
-                else:
-                    tail_ids.append(self.tokenizer.token_id(piece, bool(WORD_CHARS.match(piece))))
-                tail_ends.append(tail_start + match.end())
+            for piece, is_word, end in split_pieces_with_ends("".join(self._chars[tail_start:word_start])):
+                tail_ids.append(self.tokenizer.token_id(piece, is_word))
+                tail_ends.append(tail_start + end)
         common = stable
         old_tokens = self._tokens
         while (common < len(old_tokens) and common - stable < len(tail_ids)

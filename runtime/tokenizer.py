@@ -29,15 +29,19 @@ _SENTENCE_END = re.compile(r"(^|[.!?][\"')\]]*|\n)\s*$")
 
 
 def split_pieces(text: str) -> Iterator[tuple[str, bool]]:
-    """Yield (piece, is_word) for the words, line breaks ("\\n") and punctuation of `text`."""
+    """Yield (piece, is_word) for the words, line breaks ("\n") and punctuation of `text`."""
+    for piece, is_word, _ in split_pieces_with_ends(text):
+        yield piece, is_word
+
+
+def split_pieces_with_ends(text: str) -> Iterator[tuple[str, bool, int]]:
+    """(piece, is_word, end offset in `text`): `split_pieces` plus where each piece ends."""
     for match in PIECES.finditer(text):
         piece = match.group()
         if "\n" in piece:
-            yield "\n", False
-        elif WORD_CHARS.match(piece):
-            yield piece, True
+            yield "\n", False, match.end()
         else:
-            yield piece, False
+            yield piece, bool(WORD_CHARS.match(piece)), match.end()
 
 
 def is_sentence_start(text_before: str) -> bool:
