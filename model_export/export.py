@@ -417,7 +417,8 @@ def export_bundle(model_dir: Path, output: Path, chip: str, quant: str, window: 
         from model_export import toolchain
         toolchain.require_toolchain()
 
-    shape = ModelShape(config.vocab_size, config.d_model, config.n_layers, config.n_heads, config.d_ff, window)
+    shape = ModelShape(config.vocab_size, config.d_model, config.n_layers, config.n_heads, config.d_ff, window,
+                       config.alibi_max_bias)
     onnx_model = onnx_graph.build_decode_step(model.weights, shape, window)
     onnx_bytes = onnx_model.SerializeToString()
     stepper = OnnxStepper(onnx_bytes, config, model.weights, window)

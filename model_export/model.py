@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from runtime.reference_model import alibi_slopes
+
 LAYERNORM_EPS = 1e-5
 
 
@@ -32,6 +34,7 @@ class ModelShape:
     n_heads: int = 4
     d_ff: int = 1024
     window: int = 128
+    alibi_max_bias: float = 8.0  # runtime.reference_model.alibi_slopes(n_heads, alibi_max_bias)
 
     @property
     def head_dim(self) -> int:
@@ -45,12 +48,10 @@ class ModelShape:
     @classmethod
     def from_json(cls, data: dict) -> "ModelShape":
         return cls(**{k: int(data[k]) for k in ("vocab_size", "d_model", "n_layers", "n_heads",
-                                                 "d_ff", "window")})
+                                                 "d_ff", "window")},
+                   alibi_max_bias=float(data.get("alibi_max_bias", 8.0)))
 
 
-def alibi_slopes(n_heads: int) -> np.ndarray:
-    """slope_h = 2^(-8(h+1)/H), float32 [H] (docs/design.md)."""
-    return np.array([2.0 ** (-8.0 * (h + 1) / n_heads) for h in range(n_heads)], dtype=np.float32)
 
 
 # One place that knows the weight names of runtime/reference_model.py.
@@ -109,7 +110,7 @@ class WordLM(nn.Module):
         self.embedding = nn.Parameter(torch.empty(shape.vocab_size, shape.d_model))
         self.blocks = nn.ModuleList(Block(shape, dropout) for _ in range(shape.n_layers))
         self.ln_f = nn.LayerNorm(shape.d_model, eps=LAYERNORM_EPS)
-        self.register_buffer("slopes", torch.from_numpy(alibi_slopes(shape.n_heads)),
+        self.register_buffer("slopes", torch.from_numpy(alibi_slopes(shape.n_heads, shape.alibi_max_bias)),
                              persistent=False)
         self._bias_cache: dict = {}
 

@@ -14,7 +14,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from model_export.model import LAYERNORM_EPS, ModelShape, alibi_slopes, weight_name
+from model_export.model import LAYERNORM_EPS, ModelShape, weight_name
+from runtime.reference_model import alibi_slopes
 
 OPSET = 17  # LayerNormalization is an opset-17 op; tpu-mlir's converter reads it directly
 
@@ -73,7 +74,7 @@ def build_decode_step(weights: dict[str, np.ndarray], shape: ModelShape, window:
     # ALiBi bias over the W slots plus the new token (distance 0): [1,H,1,W+1], shared by layers
     # cv18xx broadcasts only the right operand of a binary op (TgBroadcastKernel), so dist is
     # first repeated over the heads and the mask comes last.
-    neg_slopes = g.const("alibi_neg_slopes", -alibi_slopes(h).reshape(1, h, 1, 1))
+    neg_slopes = g.const("alibi_neg_slopes", -alibi_slopes(h, shape.alibi_max_bias).reshape(1, h, 1, 1))
     dist_heads = g.op("Concat", ["dist"] * h, "dist_heads", axis=1)  # [1,H,1,W]
     alibi = g.op("Mul", [dist_heads, neg_slopes], "alibi_bias")  # [1,H,1,W]
     slot_bias = g.op("Add", [alibi, "mask"], "slot_bias")  # [1,H,1,W]

@@ -303,7 +303,8 @@ def main(argv=None) -> int:
     paragraphs = validation_slice(corpus, args.max_chars)
 
     cfg = ModelConfig.load(Path(args.word_model) / "config.json")
-    word = WordLM(ModelShape(cfg.vocab_size, cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.d_ff, cfg.window))
+    word = WordLM(ModelShape(cfg.vocab_size, cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.d_ff, cfg.window,
+                             cfg.alibi_max_bias))
     word.load_numpy_weights(load_weights(Path(args.word_model) / "weights.npz", cfg))
     word.to(device).eval()
     tokenizer = Tokenizer.load(Path(args.word_model) / "tokenizer.json")

@@ -40,6 +40,7 @@ class TrainSettings:
     n_heads: int = 4
     d_ff: int = 1024
     window: int = 128  # W of the compiled decode step; training sequences are W tokens long
+    alibi_max_bias: float = 4.0  # ALiBi slopes 1/2..1/16 for H=4: the model's reach matches W (docs/kv-window.md)
     seq_len: int = 128
     batch_size: int = 128
     steps: int = 30000
@@ -162,7 +163,7 @@ def train(corpus_dir: Path, out_dir: Path, settings: TrainSettings, device_name:
                         f"{settings.seq_len}")
 
     shape = ModelShape(vocab_size, settings.d_model, settings.n_layers, settings.n_heads,
-                       settings.d_ff, settings.window)
+                       settings.d_ff, settings.window, settings.alibi_max_bias)
     model = WordLM(shape, dropout=settings.dropout)
     model.reset_parameters(settings.seed)
     model.to(device)
@@ -227,7 +228,7 @@ def train(corpus_dir: Path, out_dir: Path, settings: TrainSettings, device_name:
 
     weights = model.to_numpy_weights()
     config = ModelConfig(vocab_size, settings.d_model, settings.n_layers, settings.n_heads,
-                         settings.d_ff, settings.window)
+                         settings.d_ff, settings.window, settings.alibi_max_bias)
     out_dir.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.savez(buffer, **weights)
@@ -274,6 +275,8 @@ def add_train_arguments(train) -> None:
                        help="torch device (default cpu)")
     train.add_argument("--steps", type=int, default=None, help="maximum optimizer steps")
     train.add_argument("--minutes", type=float, default=None, help="time budget of the training loop")
+    train.add_argument("--alibi-max-bias", type=float, default=None,
+                       help="m of the ALiBi slopes 2^(-m(h+1)/H) (default 4: reach matched to the window; 8: the paper's)")
     train.add_argument("--smoke", action="store_true",
                        help="tiny model on a slice of the corpus, CPU, < 1 minute")
     train.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
@@ -285,6 +288,10 @@ def settings_from_args(args) -> TrainSettings:
         settings.steps = args.steps
     if args.minutes is not None:
         settings.max_minutes = args.minutes
+    if args.alibi_max_bias is not None:
+        if not 0.0 < args.alibi_max_bias <= 16.0:
+            raise UserError(f"--alibi-max-bias {args.alibi_max_bias}: must be in (0, 16]")
+        settings.alibi_max_bias = args.alibi_max_bias
     return settings
 
 

@@ -20,6 +20,9 @@ def _add_model_args(parser, default_backend: str = "onnx") -> None:
                         "models/bundles/..., else models/default for onnx/numpy)")
     parser.add_argument("--window-policy", metavar="NAME", default=None,
                         help="kv_window pruning policy (default sink), or append-only")
+    parser.add_argument("--recent-weight", type=float, default=None, metavar="LAM",
+                        help="share of the session's recent-words cache in the ranking (default "
+                             "runtime/engine.py RECENT_WEIGHT; 0 turns it off)")
 
 
 def _open(args):
@@ -27,7 +30,8 @@ def _open(args):
     from runtime.engine import open_session
 
     bundle = load_bundle(args.bundle or default_bundle_dir())
-    return bundle, open_session(bundle, backend=args.backend, window_policy=args.window_policy)
+    opts = {} if args.recent_weight is None else {"recent_weight": args.recent_weight}
+    return bundle, open_session(bundle, backend=args.backend, window_policy=args.window_policy, **opts)
 
 
 def register(subparsers, groups):
@@ -98,7 +102,7 @@ def cmd_eval_ksr(args) -> int:
             baseline = NgramPredictor(load_baseline(Path(args.baseline_train), args.ngram_order))
         segment_chars = max(1, len(text) // max(args.segments, 1)) if args.plot else 0
         report = evaluate_ksr(text, session, args.suggestions, baseline, segment_chars)
-    report = {**report, "text": str(args.text), "replaced_chars": replaced,
+    report = {**report, "text": str(args.text), "replaced_chars": replaced, "recent_weight": session.recent_weight,
               "non_ascii_chars": sum(1 for c in text if ord(c) > 127), "bundle": bundle.describe()}
     if baseline is not None:
         report["baseline"]["train"] = str(args.baseline_train)

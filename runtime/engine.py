@@ -34,11 +34,16 @@ import numpy as np
 from runtime.bundle import Bundle, load_bundle
 from runtime.errors import UserError
 from runtime.reference_model import MASK_EMPTY, ModelConfig, load_weights
-from runtime.tokenizer import BOS_ID, UNK_ID, Tokenizer, is_sentence_start, split_pieces_with_ends
+from runtime.recent_words import RecentWords
+from runtime.tokenizer import (BOS_ID, UNK_ID, Tokenizer, apply_casing, is_sentence_start, is_word_char,
+                               split_pieces_with_ends)
 
 MAX_PARTIAL_CHARS = 40  # longer partial words get no suggestions (and no prefix lookup)
 SUGGESTION_SLACK = 4  # extra candidates fetched so that deduplication still leaves k
 LEXICON_MIN_PREFIX = 2  # the OOV lexicon competes once 2+ characters are typed (its ranges are small then)
+RECENT_WEIGHT = 0.15  # lam of runtime/recent_words.py: share of the session's recent-words cache (0 = off)
+RECENT_CAPACITY = 256  # completed words the cache remembers
+RECENT_MIN_PREFIX = 1  # the cache competes once this many characters of the word are typed
 
 
 @dataclass(frozen=True)
@@ -46,10 +51,6 @@ class Suggestion:
     word: str  # surface form, starts with the typed partial word exactly
     prob: float  # model probability of this word as the next token (raw, not renormalised)
     token_id: int
-
-
-def _is_word_char(char: str) -> bool:
-    return ("a" <= char <= "z") or ("A" <= char <= "Z") or ("0" <= char <= "9") or char == "'"
 
 
 class _AppendOnlyWindow:
@@ -127,7 +128,9 @@ def _make_window(backend, bundle: Bundle, policy: str | None, max_rollback: int)
 class Session:
     """One typing session on one backend. Not thread-safe; one per text field."""
 
-    def __init__(self, bundle: Bundle, backend, window=None, ring_size: int = 64, prefill_max_tokens: int | None = None):
+    def __init__(self, bundle: Bundle, backend, window=None, ring_size: int = 64, prefill_max_tokens: int | None = None,
+                 recent_weight: float = RECENT_WEIGHT, recent_capacity: int = RECENT_CAPACITY,
+                 recent_min_prefix: int = RECENT_MIN_PREFIX):
         self.bundle = bundle
         self.cfg: ModelConfig = bundle.config
         self.tokenizer: Tokenizer = bundle.tokenizer
@@ -149,6 +152,12 @@ class Session:
         self._part = np.zeros(V, np.float32)  # (V,) partition scratch
         self._keep = np.zeros(V, dtype=bool)  # (V,) candidates above the k-th best
         self.prefill_max_tokens = prefill_max_tokens or 4 * W
+        if not 0.0 <= recent_weight < 1.0:
+            raise UserError(f"recent_weight {recent_weight}: must be in [0, 1)")
+        self.recent_weight = recent_weight
+        self.recent_min_prefix = recent_min_prefix
+        self._recent = RecentWords(recent_capacity)
+        self._log_keep = float(np.log1p(-recent_weight))  # log(1 - lam): the model's share
         self.forward_calls = 0
         self.last_latency_ms = 0.0  # last event + the suggestions() that followed it
         self.last_model_ms = 0.0  # of that: time inside backend.run()
@@ -183,6 +192,7 @@ class Session:
         self._word_start = 0  # start of the trailing partial word
         self._window_first = 1  # first token fed after BOS (> 1 after a rebuild dropped older tokens)
         self._ring_count.fill(-1)
+        self._recent.reset()
         self.window.reset()
         self._fed = 0
         self._current = self._feed(BOS_ID, store=True)
@@ -212,8 +222,8 @@ class Session:
         chars = self._chars
         while chars and chars[-1].isspace():
             chars.pop()
-        if chars and _is_word_char(chars[-1]):
-            while chars and _is_word_char(chars[-1]):
+        if chars and is_word_char(chars[-1]):
+            while chars and is_word_char(chars[-1]):
                 chars.pop()
         elif chars:
             chars.pop()
@@ -262,7 +272,7 @@ class Session:
     def _trailing_word_start(self, edit_pos: int, old_word_start: int) -> int:
         chars = self._chars
         i = len(chars)
-        while i > 0 and _is_word_char(chars[i - 1]):
+        while i > 0 and is_word_char(chars[i - 1]):
             if old_word_start <= i - 1 < edit_pos:
                 return old_word_start  # reached the unchanged part of the old partial word
             i -= 1
@@ -271,6 +281,7 @@ class Session:
     def _sync(self, edit_pos: int) -> None:
         """Bring tokens and model state in line with the text; chars[:edit_pos] are unchanged."""
         self._word_start = word_start = self._trailing_word_start(edit_pos, self._word_start)
+        self._recent.sync(self._chars, word_start, edit_pos)
         # tokens ending before the edit are stable (module docstring); re-tokenize the rest of the context
         stable = max(1, bisect.bisect_left(self._ends, edit_pos, lo=1))
         tail_start = self._ends[stable - 1]
@@ -377,7 +388,8 @@ class Session:
         m = len(ids)
         log_probs = self._current  # (V,)
         lexicon = self._lexicon_candidates(partial, log_probs, k + SUGGESTION_SLACK)
-        if m == 0 and not lexicon:
+        recent = self._recent_candidates(partial, log_probs)
+        if m == 0 and not lexicon and not recent:
             return []
         cand = self._cand[:m]
         np.take(log_probs, ids, out=cand)
@@ -395,21 +407,57 @@ class Session:
         # apply_casing uses the sentence start only when nothing is typed yet
         sentence_start = not partial and is_sentence_start("".join(self._chars[max(0, self._word_start - 64):]))
         ranked = [(float(cand[j]), int(ids[j]), -1) for j in order] + lexicon  # (log-prob, token id, lexicon index)
-        if lexicon:
+        if recent:
+            ranked = [(lp + self._log_keep, t, x) for lp, t, x in ranked] + recent
+        if lexicon or recent:
             ranked.sort(key=lambda item: -item[0])
         result, seen = [], set()
-        for log_prob, token_id, lexicon_index in ranked:
-            if lexicon_index < 0:
+        for log_prob, token_id, index in ranked:
+            if isinstance(index, str):  # a recent word: its key
+                word = self._recent_surface(index, token_id, partial, sentence_start)
+            elif index < 0:
                 word = self.tokenizer.surface(token_id, partial, sentence_start)
             else:
-                word = self.tokenizer.lexicon_surface(lexicon_index, partial, sentence_start)
-            if word in seen:
+                word = self.tokenizer.lexicon_surface(index, partial, sentence_start)
+            key = word.lower()  # a recent word also ranked as a model word: keep the first (higher) one
+            if key in seen:
                 continue
-            seen.add(word)
+            seen.add(key)
             result.append(Suggestion(word, float(np.exp(log_prob)), token_id))
             if len(result) == k:
                 break
         return result
+
+    def _recent_candidates(self, partial: str, log_probs: np.ndarray) -> list:
+        """Recent words matching `partial`, as (log of the mixed probability, token id, key).
+
+        P = (1 - lam) P_model + lam count/total; P_model of an OOV word is its lexicon share of
+        P(<unk>) (0 for a word neither the vocabulary nor the lexicon knows)."""
+        recent = self._recent
+        if self.recent_weight <= 0.0 or len(partial) < self.recent_min_prefix or not recent.total:
+            return []
+        keys = recent.matches(partial)
+        if not keys:
+            return []
+        tokenizer, lam, keep = self.tokenizer, self.recent_weight, 1.0 - self.recent_weight
+        share = lam / recent.total
+        out = []
+        for key in keys:
+            token_id = tokenizer.ids.get(key, UNK_ID)
+            if token_id != UNK_ID:
+                p_model = float(np.exp(log_probs[token_id]))
+            else:
+                index = tokenizer.lexicon_index(key)
+                p_model = (float(np.exp(log_probs[UNK_ID] + tokenizer.lexicon_log_prior[index]))
+                           if index >= 0 else 0.0)
+            out.append((float(np.log(keep * p_model + share * recent.count(key))), token_id, key))
+        return out
+
+    def _recent_surface(self, key: str, token_id: int, partial: str, sentence_start: bool) -> str:
+        """Vocabulary and lexicon words keep the training casing; a new word the form typed last."""
+        if token_id != UNK_ID or self.tokenizer.lexicon_index(key) >= 0:
+            return apply_casing(key, partial, sentence_start, self.tokenizer.casing.get(key))
+        return apply_casing(key, partial, sentence_start, self._recent.surface(key))
 
     def _lexicon_candidates(self, partial: str, log_probs: np.ndarray, want: int) -> list:
         """Best OOV-lexicon words for `partial`: log P(<unk>|context) + log P(word|<unk>).

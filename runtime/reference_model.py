@@ -34,6 +34,7 @@ class ModelConfig:
     n_heads: int = 4
     d_ff: int = 1024
     window: int = 128  # W: key/value slots of a compiled decode step
+    alibi_max_bias: float = 8.0  # m of alibi_slopes (8: the ALiBi paper's; smaller = steeper, shorter reach)
 
     @property
     def head_dim(self) -> int:
@@ -56,9 +57,13 @@ class ModelConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
-def alibi_slopes(n_heads: int) -> np.ndarray:
-    """(H,) float32: slope_h = 2^(-8(h+1)/H), the ALiBi bias per unit of key distance."""
-    return np.array([2.0 ** (-8.0 * (h + 1) / n_heads) for h in range(n_heads)], dtype=np.float32)
+def alibi_slopes(n_heads: int, max_bias: float = 8.0) -> np.ndarray:
+    """(H,) float32: slope_h = 2^(-m(h+1)/H) with m = max_bias, the ALiBi bias per unit of key distance.
+
+    m = 8 is the ALiBi paper's choice (H=4: 1/4 .. 1/256, the gentlest head still sees ~256
+    tokens back); a smaller m keeps the gentlest slope steeper, so a model's reach matches the
+    W-slot window it runs with (docs/kv-window.md)."""
+    return np.array([2.0 ** (-max_bias * (h + 1) / n_heads) for h in range(n_heads)], dtype=np.float32)
 
 
 def weight_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -135,7 +140,7 @@ def decode_step(weights, cfg: ModelConfig, x, mask, dist, k_caches, v_caches):
     The new token attends to the occupied slots and to itself (distance 0).
     """
     H, hd = cfg.n_heads, cfg.head_dim
-    slopes = alibi_slopes(H).reshape(1, H, 1, 1)
+    slopes = alibi_slopes(H, cfg.alibi_max_bias).reshape(1, H, 1, 1)
     bias = np.concatenate([mask - slopes * dist, np.zeros((1, H, 1, 1), np.float32)], axis=3)  # (1,H,1,W+1)
     k_new_all, v_new_all = [], []
     for l in range(cfg.n_layers):
@@ -168,7 +173,7 @@ def forward_sequence(weights, cfg: ModelConfig, tokens, chunk: int = 256) -> np.
     tokens = np.asarray(tokens, dtype=np.int64)
     T, H, hd = len(tokens), cfg.n_heads, cfg.head_dim
     x = weights["embedding"][tokens].astype(np.float32)  # (T,D)
-    slopes = alibi_slopes(H).reshape(H, 1, 1)
+    slopes = alibi_slopes(H, cfg.alibi_max_bias).reshape(H, 1, 1)
     for l in range(cfg.n_layers):
         p = f"layers.{l}."
         h = layer_norm(x, weights[p + "ln1.weight"], weights[p + "ln1.bias"])

@@ -44,6 +44,11 @@ def split_pieces_with_ends(text: str) -> Iterator[tuple[str, bool, int]]:
             yield piece, bool(WORD_CHARS.match(piece)), match.end()
 
 
+def is_word_char(char: str) -> bool:
+    """One character of EVALUATION.md's word, [A-Za-z0-9'] (plain comparisons: the per-key path)."""
+    return ("a" <= char <= "z") or ("A" <= char <= "Z") or ("0" <= char <= "9") or char == "'"
+
+
 def is_sentence_start(text_before: str) -> bool:
     """True when the next word starts a sentence: empty text, or after . ! ? (and quotes) or a line break."""
     return bool(_SENTENCE_END.search(text_before[-64:]))
@@ -149,6 +154,11 @@ class Tokenizer:
         low = prefix.lower()
         start = bisect.bisect_left(self.lexicon_words, low)
         return start, bisect.bisect_left(self.lexicon_words, low + "\x7f", lo=start)
+
+    def lexicon_index(self, word: str) -> int:
+        """Index of lowercase `word` in the OOV lexicon, -1 when it is not there."""
+        i = bisect.bisect_left(self.lexicon_words, word)
+        return i if i < len(self.lexicon_words) and self.lexicon_words[i] == word else -1
 
     def lexicon_surface(self, index: int, typed_prefix: str, sentence_start: bool) -> str:
         word = self.lexicon_words[index]

@@ -55,7 +55,7 @@ class NumpyBackend(BackendBase):
         self._output_io = {name: self._tensors[name] for name in self.outputs}
         self._w = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
         self._embedding_t = np.ascontiguousarray(self._w["embedding"].T)  # (D,V) f32: output head
-        self._slopes = alibi_slopes(H).reshape(H, 1)  # (H,1) f32
+        self._slopes = alibi_slopes(H, cfg.alibi_max_bias).reshape(H, 1)  # (H,1) f32
         self._inv_sqrt_hd = np.float32(1.0 / math.sqrt(hd))
         # work buffers, 1-D views of the [1,1,D] activations
         self._x = np.zeros(D, np.float32)  # (D,) residual stream
