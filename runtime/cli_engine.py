@@ -23,6 +23,9 @@ def _add_model_args(parser, default_backend: str = "onnx") -> None:
     parser.add_argument("--recent-weight", type=float, default=None, metavar="LAM",
                         help="share of the session's recent-words cache in the ranking (default "
                              "runtime/engine.py RECENT_WEIGHT; 0 turns it off)")
+    parser.add_argument("--recent-bigram-weight", type=float, default=None, metavar="MU",
+                        help="share of the session's bigram cache (default runtime/engine.py "
+                             "RECENT_BIGRAM_WEIGHT; 0 turns it off)")
 
 
 def _open(args):
@@ -30,7 +33,8 @@ def _open(args):
     from runtime.engine import open_session
 
     bundle = load_bundle(args.bundle or default_bundle_dir())
-    opts = {} if args.recent_weight is None else {"recent_weight": args.recent_weight}
+    opts = {name: value for name, value in (("recent_weight", args.recent_weight),
+                                            ("recent_bigram_weight", args.recent_bigram_weight)) if value is not None}
     return bundle, open_session(bundle, backend=args.backend, window_policy=args.window_policy, **opts)
 
 
@@ -103,6 +107,7 @@ def cmd_eval_ksr(args) -> int:
         segment_chars = max(1, len(text) // max(args.segments, 1)) if args.plot else 0
         report = evaluate_ksr(text, session, args.suggestions, baseline, segment_chars)
     report = {**report, "text": str(args.text), "replaced_chars": replaced, "recent_weight": session.recent_weight,
+              "recent_bigram_weight": session.recent_bigram_weight,
               "non_ascii_chars": sum(1 for c in text if ord(c) > 127), "bundle": bundle.describe()}
     if baseline is not None:
         report["baseline"]["train"] = str(args.baseline_train)

@@ -26,6 +26,7 @@ numpy + stdlib only (the board runs this).
 from __future__ import annotations
 
 import bisect
+import math
 import time
 from dataclasses import dataclass
 
@@ -42,8 +43,9 @@ MAX_PARTIAL_CHARS = 40  # longer partial words get no suggestions (and no prefix
 SUGGESTION_SLACK = 4  # extra candidates fetched so that deduplication still leaves k
 LEXICON_MIN_PREFIX = 2  # the OOV lexicon competes once 2+ characters are typed (its ranges are small then)
 RECENT_WEIGHT = 0.15  # lam of runtime/recent_words.py: share of the session's recent-words cache (0 = off)
-RECENT_CAPACITY = 256  # completed words the cache remembers
+RECENT_CAPACITY = 512  # completed words the cache remembers
 RECENT_MIN_PREFIX = 1  # the cache competes once this many characters of the word are typed
+RECENT_BIGRAM_WEIGHT = 0.2  # mu of runtime/recent_words.py: share of the bigram cache (any prefix, even none)
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ class Session:
 
     def __init__(self, bundle: Bundle, backend, window=None, ring_size: int = 64, prefill_max_tokens: int | None = None,
                  recent_weight: float = RECENT_WEIGHT, recent_capacity: int = RECENT_CAPACITY,
-                 recent_min_prefix: int = RECENT_MIN_PREFIX):
+                 recent_min_prefix: int = RECENT_MIN_PREFIX, recent_bigram_weight: float = RECENT_BIGRAM_WEIGHT):
         self.bundle = bundle
         self.cfg: ModelConfig = bundle.config
         self.tokenizer: Tokenizer = bundle.tokenizer
@@ -152,12 +154,13 @@ class Session:
         self._part = np.zeros(V, np.float32)  # (V,) partition scratch
         self._keep = np.zeros(V, dtype=bool)  # (V,) candidates above the k-th best
         self.prefill_max_tokens = prefill_max_tokens or 4 * W
-        if not 0.0 <= recent_weight < 1.0:
-            raise UserError(f"recent_weight {recent_weight}: must be in [0, 1)")
+        if not (0.0 <= recent_weight and 0.0 <= recent_bigram_weight and recent_weight + recent_bigram_weight < 1.0):
+            raise UserError(f"recent_weight {recent_weight} + recent_bigram_weight {recent_bigram_weight}: "
+                            "each >= 0, together < 1")
         self.recent_weight = recent_weight
+        self.recent_bigram_weight = recent_bigram_weight
         self.recent_min_prefix = recent_min_prefix
         self._recent = RecentWords(recent_capacity)
-        self._log_keep = float(np.log1p(-recent_weight))  # log(1 - lam): the model's share
         self.forward_calls = 0
         self.last_latency_ms = 0.0  # last event + the suggestions() that followed it
         self.last_model_ms = 0.0  # of that: time inside backend.run()
@@ -388,7 +391,7 @@ class Session:
         m = len(ids)
         log_probs = self._current  # (V,)
         lexicon = self._lexicon_candidates(partial, log_probs, k + SUGGESTION_SLACK)
-        recent = self._recent_candidates(partial, log_probs)
+        recent, log_keep = self._recent_candidates(partial, log_probs)
         if m == 0 and not lexicon and not recent:
             return []
         cand = self._cand[:m]
@@ -408,7 +411,7 @@ class Session:
         sentence_start = not partial and is_sentence_start("".join(self._chars[max(0, self._word_start - 64):]))
         ranked = [(float(cand[j]), int(ids[j]), -1) for j in order] + lexicon  # (log-prob, token id, lexicon index)
         if recent:
-            ranked = [(lp + self._log_keep, t, x) for lp, t, x in ranked] + recent
+            ranked = [(lp + log_keep, t, x) for lp, t, x in ranked] + recent
         if lexicon or recent:
             ranked.sort(key=lambda item: -item[0])
         result, seen = [], set()
@@ -428,30 +431,35 @@ class Session:
                 break
         return result
 
-    def _recent_candidates(self, partial: str, log_probs: np.ndarray) -> list:
-        """Recent words matching `partial`, as (log of the mixed probability, token id, key).
+    def _recent_candidates(self, partial: str, log_probs: np.ndarray) -> tuple[list, float]:
+        """Recent words matching `partial` as (log of the mixed probability, token id, key), and
+        log of the model's share (0.0 when no cache term applies).
 
-        P = (1 - lam) P_model + lam count/total; P_model of an OOV word is its lexicon share of
+        P = keep P_model + lam count/total + mu count(previous, w)/count(previous, *), keep = 1 -
+        the weights of the terms that apply; P_model of an OOV word is its lexicon share of
         P(<unk>) (0 for a word neither the vocabulary nor the lexicon knows)."""
-        recent = self._recent
-        if self.recent_weight <= 0.0 or len(partial) < self.recent_min_prefix or not recent.total:
-            return []
-        keys = recent.matches(partial)
-        if not keys:
-            return []
-        tokenizer, lam, keep = self.tokenizer, self.recent_weight, 1.0 - self.recent_weight
-        share = lam / recent.total
+        recent, lam, mu = self._recent, self.recent_weight, self.recent_bigram_weight
+        if not recent.total:
+            return [], 0.0
+        unigram = lam > 0.0 and len(partial) >= self.recent_min_prefix
+        keys = recent.matches(partial) if unigram else []
+        follow, follow_total = recent.followers(partial) if mu > 0.0 else ({}, 0)
+        if not keys and not follow:
+            return [], 0.0
+        keep = 1.0 - (lam if unigram else 0.0) - (mu if follow else 0.0)
+        share = lam / recent.total if unigram else 0.0
+        share2 = mu / follow_total if follow else 0.0
+        ids, exp, log, count = self.tokenizer.ids, math.exp, math.log, recent.count  # scalar math: the per-key path
         out = []
-        for key in keys:
-            token_id = tokenizer.ids.get(key, UNK_ID)
+        for key in (keys if not follow else sorted(set(keys).union(follow))):
+            token_id = ids.get(key, UNK_ID)
             if token_id != UNK_ID:
-                p_model = float(np.exp(log_probs[token_id]))
+                p_model = exp(log_probs[token_id])
             else:
-                index = tokenizer.lexicon_index(key)
-                p_model = (float(np.exp(log_probs[UNK_ID] + tokenizer.lexicon_log_prior[index]))
-                           if index >= 0 else 0.0)
-            out.append((float(np.log(keep * p_model + share * recent.count(key))), token_id, key))
-        return out
+                index = self.tokenizer.lexicon_index(key)
+                p_model = exp(log_probs[UNK_ID] + self.tokenizer.lexicon_log_prior[index]) if index >= 0 else 0.0
+            out.append((log(keep * p_model + share * count(key) + share2 * follow.get(key, 0)), token_id, key))
+        return out, log(keep)
 
     def _recent_surface(self, key: str, token_id: int, partial: str, sentence_start: bool) -> str:
         """Vocabulary and lexicon words keep the training casing; a new word the form typed last."""

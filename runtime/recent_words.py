@@ -3,10 +3,13 @@
 A user repeats words a general model cannot know (names, jargon, this e-mail's subject). The
 engine ranks a candidate word w by
 
-    P(w) = (1 - lam) * P_model(w | context) + lam * count(w) / total
+    P(w) = (1 - lam - mu) * P_model(w | context) + lam * count(w) / total
+                                                 + mu * count(previous word, w) / count(previous word, *)
 
-where count/total are over the last `capacity` completed words of the session's text (a word is
-completed when a separator follows it). Words the vocabulary and the OOV lexicon lack become
+where the counts are over the last `capacity` completed words of the session's text (a word is
+completed when a separator follows it) and "previous word" is the word before the one being typed
+(a bigram cache: "Sherlock" -> "Holmes" after one use; mu's term is left out when the previous
+word was never followed by a cached word). Words the vocabulary and the OOV lexicon lack become
 suggestable once typed; the form the user typed last sets their casing. This is the classic cache
 LM (Kuhn & De Mori 1990) that on-device keyboards use as a "personal dictionary".
 
@@ -37,10 +40,13 @@ class RecentWords:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         self.capacity = capacity
-        self._entries: deque[tuple[int, str, str]] = deque()  # (end offset in the text, lowercase key, surface)
+        self._entries: deque[tuple[int, str, str, str]] = deque()  # (end offset, lowercase key, surface, previous word)
         self._counts: dict[str, int] = {}  # key -> occurrences among the entries
         self._surface: dict[str, str] = {}  # key -> the form typed last
         self._keys: list[str] = []  # sorted distinct keys (prefix lookup)
+        self._followers: dict[str, dict[str, int]] = {}  # previous word -> {key: count}
+        self._follower_totals: dict[str, int] = {}  # previous word -> entries it precedes
+        self.previous = ""  # lowercase word before the partial word ("" none within PREVIOUS_LOOKBACK)
         self._scanned = 0  # chars[:_scanned] have been scanned for completed words
 
     @property
@@ -52,6 +58,9 @@ class RecentWords:
         self._counts.clear()
         self._surface.clear()
         self._keys.clear()
+        self._followers.clear()
+        self._follower_totals.clear()
+        self.previous = ""
         self._scanned = 0
 
     def count(self, key: str) -> int:
@@ -72,11 +81,23 @@ class RecentWords:
         while start > 0 and is_word_char(chars[start - 1]):  # back to the start of a cut word
             start -= 1
         if word_start > start:
+            previous = _word_before(chars, start)
             for match in WORD.finditer("".join(chars[start:word_start])):
                 word = match.group()
+                key = word.lower()
                 if len(word) >= MIN_WORD_CHARS:
-                    self._add((start + match.end(), word.lower(), word))
+                    self._add((start + match.end(), key, word, previous))
+                previous = key
         self._scanned = word_start
+        self.previous = _word_before(chars, word_start)
+
+    def followers(self, prefix: str) -> tuple[dict[str, int], int]:
+        """({key: count} of cached words that followed `previous` and start with `prefix`, total)."""
+        follow = self._followers.get(self.previous)
+        if not follow:
+            return {}, 0
+        low = prefix.lower()
+        return {k: n for k, n in follow.items() if k.startswith(low)}, self._follower_totals[self.previous]
 
     def matches(self, prefix: str) -> list[str]:
         """Keys starting with `prefix` (case-insensitive), sorted."""
@@ -86,22 +107,48 @@ class RecentWords:
         return self._keys[start:end]
 
     # -- internals ------------------------------------------------------------------------------
-    def _add(self, entry: tuple[int, str, str]) -> None:
+    def _add(self, entry: tuple[int, str, str, str]) -> None:
         if len(self._entries) == self.capacity:
             self._drop(self._entries.popleft())
         self._entries.append(entry)
-        _, key, surface = entry
+        _, key, surface, previous = entry
+        follow = self._followers.setdefault(previous, {})
+        follow[key] = follow.get(key, 0) + 1
+        self._follower_totals[previous] = self._follower_totals.get(previous, 0) + 1
         n = self._counts.get(key, 0)
         self._counts[key] = n + 1
         self._surface[key] = surface
         if n == 0:
             bisect.insort(self._keys, key)
 
-    def _drop(self, entry: tuple[int, str, str]) -> None:
-        key = entry[1]
+    def _drop(self, entry: tuple[int, str, str, str]) -> None:
+        _, key, _, previous = entry
+        follow = self._followers[previous]
+        if follow[key] == 1:
+            del follow[key]
+        else:
+            follow[key] -= 1
+        if self._follower_totals[previous] == 1:
+            del self._follower_totals[previous], self._followers[previous]
+        else:
+            self._follower_totals[previous] -= 1
         n = self._counts[key] - 1
         if n:
             self._counts[key] = n
             return
         del self._counts[key], self._surface[key]
         del self._keys[bisect.bisect_left(self._keys, key)]
+
+
+PREVIOUS_LOOKBACK = 64  # characters searched back for the previous word
+
+
+def _word_before(chars: list[str], end: int) -> str:
+    """Lowercase word that ends before chars[end] (skipping separators), "" when none is near."""
+    i, stop = end, max(0, end - PREVIOUS_LOOKBACK)
+    while i > stop and not is_word_char(chars[i - 1]):
+        i -= 1
+    j, stop = i, max(0, i - PREVIOUS_LOOKBACK)
+    while j > stop and is_word_char(chars[j - 1]):
+        j -= 1
+    return "".join(chars[j:i]).lower()

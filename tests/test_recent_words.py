@@ -28,8 +28,22 @@ def _recount(text: str, capacity: int) -> Counter:
     return Counter(words[-capacity:])
 
 
+def _recount_pairs(text: str, capacity: int) -> tuple[Counter, str]:
+    """Reference: (previous word, word) of those cached words, and the word before the partial one."""
+    context = text[:_word_start(list(text))]
+    words = [w.lower() for w in WORD.findall(context)]
+    pairs = [(words[i - 1] if i else "", w) for i, w in enumerate(words) if len(w) >= MIN_WORD_CHARS]
+    tail = context[-64:]
+    previous = re.search(r"([A-Za-z0-9']*)[^A-Za-z0-9']*\Z", tail).group(1).lower() if tail else ""
+    return Counter(pairs[-capacity:]), previous
+
+
 def _state(recent: RecentWords) -> Counter:
     return Counter({key: recent.count(key) for key in recent.matches("")})
+
+
+def _pair_state(recent: RecentWords) -> Counter:
+    return Counter({(prev, key): n for prev, follow in recent._followers.items() for key, n in follow.items()})
 
 
 def test_random_edits_match_a_recount_of_the_text():
@@ -49,6 +63,8 @@ def test_random_edits_match_a_recount_of_the_text():
             chars.extend(rng.choice(alphabet) for _ in range(rng.randint(1, 4)))
         recent.sync(chars, _word_start(chars), edit)
         assert _state(recent) == _recount("".join(chars), 10_000)
+        pairs, previous = _recount_pairs("".join(chars), 10_000)
+        assert _pair_state(recent) == pairs and recent.previous == previous, "".join(chars)[-40:]
         assert recent.total == sum(_recount("".join(chars), 10_000).values())
 
 
@@ -61,6 +77,8 @@ def test_capacity_keeps_the_most_recent_words_and_prefix_lookup():
     assert _state(recent) == Counter({"ship": 1, "sea": 1, "ahab": 1})  # "an" is too short
     assert recent.matches("s") == ["sea", "ship"] and recent.matches("AH") == ["ahab"]
     assert recent.surface("ahab") == "Ahab"
+    assert recent.previous == "an" and recent.followers("") == ({}, 0)
+    assert _pair_state(recent) == Counter({("whale", "ahab"): 1, ("ahab", "ship"): 1, ("ship", "sea"): 1})
     recent.reset()
     assert recent.total == 0 and recent.matches("") == []
     with pytest.raises(ValueError):
@@ -89,3 +107,27 @@ def test_engine_suggests_a_new_word_once_typed(tiny_bundle):
     with open_session(tiny_bundle, backend="numpy", recent_weight=0.0) as session:
         session.insert(f"I met {new_word} today. Zq")
         assert new_word not in [s.word for s in session.suggestions(3)]
+
+
+def test_followers_of_the_previous_word():
+    recent, chars = RecentWords(capacity=100), []
+    for text in ["Sherlock Holmes said, ", "and Sherlock Holmes smiled. ", "Sherlock Hopkins ", "Sherlock "]:
+        edit = len(chars)
+        chars.extend(text)
+        recent.sync(chars, len(chars), edit)
+    assert recent.previous == "sherlock"
+    assert recent.followers("") == ({"holmes": 2, "hopkins": 1}, 3)
+    assert recent.followers("Hol") == ({"holmes": 2}, 3)
+    long_gap = chars + [" "] * 100
+    recent.sync(long_gap, len(long_gap), len(chars))
+    assert recent.previous == ""  # nothing within the look-back
+
+
+def test_engine_bigram_cache_predicts_the_next_word(tiny_bundle):
+    from runtime.engine import open_session
+
+    with open_session(tiny_bundle, backend="numpy", recent_weight=0.0, recent_bigram_weight=0.5) as session:
+        session.insert("Zorblax Quentarino met us. Then Zorblax ")
+        assert [s.word for s in session.suggestions(3)][:1] == ["Quentarino"]  # no letter typed yet
+    with pytest.raises(Exception, match="together < 1"):
+        open_session(tiny_bundle, backend="numpy", recent_weight=0.6, recent_bigram_weight=0.5)
