@@ -21,7 +21,8 @@ def test_golden_suggestions(shipped, backend):
     bundle, golden = shipped
     if backend == "onnx" and bundle.onnx_path is None:
         pytest.fail(f"{bundle.dir}: no model.onnx")
-    session = open_session(bundle, backend=backend, recent_weight=0.0)  # golden.json is the model alone: no session cache
+    session = open_session(bundle, backend=backend, recent_weight=0.0,
+                           recent_bigram_weight=0.0)  # golden.json is the model alone: no session cache
     try:
         assert golden["suggestions"], "golden.json has no suggestion cases"
         for case in golden["suggestions"]:

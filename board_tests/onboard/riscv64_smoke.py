@@ -69,7 +69,8 @@ def check_engine(bundle_dir):
 
     golden = boardenv.read_golden(bundle_dir)
     texts, words, ids, probs, problems = [], [], [], [], []
-    session = open_session(bundle=bundle_dir, backend="numpy", recent_weight=0.0)  # golden.json is the model alone: no session cache
+    session = open_session(bundle=bundle_dir, backend="numpy", recent_weight=0.0,
+                           recent_bigram_weight=0.0)  # golden.json is the model alone: no session cache
     try:
         for case in golden["cases"]:
             session.reset()

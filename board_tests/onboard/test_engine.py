@@ -17,7 +17,8 @@ def test_engine_gives_golden_suggestions():
     quant = boardenv.read_manifest(path)["quant"]
     backend = boardenv.backend_name()
     problems = []
-    session = open_session(bundle=path, backend=backend, recent_weight=0.0)  # golden.json is the model alone: no session cache
+    session = open_session(bundle=path, backend=backend, recent_weight=0.0,
+                           recent_bigram_weight=0.0)  # golden.json is the model alone: no session cache
     try:
         for case in golden["cases"]:
             session.reset()
