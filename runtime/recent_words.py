@@ -33,6 +33,7 @@ from runtime.tokenizer import is_word_char
 
 WORD = re.compile(r"[A-Za-z0-9']+")  # EVALUATION.md's word
 MIN_WORD_CHARS = 3  # shorter words are not cached (the model predicts those well; noise otherwise)
+MAX_WORD_CHARS = 40  # longer runs (a pasted hash, a URL) are not cached: the engine never suggests them
 
 
 class RecentWords:
@@ -85,7 +86,7 @@ class RecentWords:
             for match in WORD.finditer("".join(chars[start:word_start])):
                 word = match.group()
                 key = word.lower()
-                if len(word) >= MIN_WORD_CHARS:
+                if MIN_WORD_CHARS <= len(word) <= MAX_WORD_CHARS:
                     self._add((start + match.end(), key, word, previous))
                 previous = key
         self._scanned = word_start

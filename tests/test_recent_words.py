@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from test_bundle import make_tiny_bundle
 
-from runtime.recent_words import MIN_WORD_CHARS, RecentWords
+from runtime.recent_words import MAX_WORD_CHARS, MIN_WORD_CHARS, RecentWords
 from runtime.tokenizer import is_word_char
 
 WORD = re.compile(r"[A-Za-z0-9']+")
@@ -24,7 +24,7 @@ def _word_start(chars: list[str]) -> int:
 def _recount(text: str, capacity: int) -> Counter:
     """Reference: the last `capacity` completed words (>= MIN_WORD_CHARS) of the text, lowercased."""
     context = text[:_word_start(list(text))]
-    words = [w.lower() for w in WORD.findall(context) if len(w) >= MIN_WORD_CHARS]
+    words = [w.lower() for w in WORD.findall(context) if MIN_WORD_CHARS <= len(w) <= MAX_WORD_CHARS]
     return Counter(words[-capacity:])
 
 
@@ -32,7 +32,7 @@ def _recount_pairs(text: str, capacity: int) -> tuple[Counter, str]:
     """Reference: (previous word, word) of those cached words, and the word before the partial one."""
     context = text[:_word_start(list(text))]
     words = [w.lower() for w in WORD.findall(context)]
-    pairs = [(words[i - 1] if i else "", w) for i, w in enumerate(words) if len(w) >= MIN_WORD_CHARS]
+    pairs = [(words[i - 1] if i else "", w) for i, w in enumerate(words) if MIN_WORD_CHARS <= len(w) <= MAX_WORD_CHARS]
     tail = context[-64:]
     previous = re.search(r"([A-Za-z0-9']*)[^A-Za-z0-9']*\Z", tail).group(1).lower() if tail else ""
     return Counter(pairs[-capacity:]), previous
@@ -121,6 +121,9 @@ def test_followers_of_the_previous_word():
     long_gap = chars + [" "] * 100
     recent.sync(long_gap, len(long_gap), len(chars))
     assert recent.previous == ""  # nothing within the look-back
+    huge = list("a" * 5000 + " ok ")
+    recent.sync(huge, len(huge), 0)
+    assert recent.total == 0 and recent.previous == "ok"  # a 5,000-letter run is not cached
 
 
 def test_engine_bigram_cache_predicts_the_next_word(tiny_bundle):
