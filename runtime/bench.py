@@ -136,7 +136,9 @@ def run_latency_bench(args) -> dict:
     if args.keystrokes < 10:
         raise UserError("--keystrokes: use at least 10")
     bundle = load_bundle(args.bundle or default_bundle_dir())
-    session = open_session(bundle, backend=args.backend, window_policy=args.window_policy)
+    from runtime.cli_engine import session_options
+
+    session = open_session(bundle, backend=args.backend, window_policy=args.window_policy, **session_options(args))
     with session:
         sample_every = max(1, args.keystrokes // max(args.naive_samples, 1)) if args.naive_samples else 0
         print(f"replaying {args.keystrokes} keystrokes on {session.backend_name} ...", file=sys.stderr)

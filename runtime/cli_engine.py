@@ -33,9 +33,14 @@ def _open(args):
     from runtime.engine import open_session
 
     bundle = load_bundle(args.bundle or default_bundle_dir())
-    opts = {name: value for name, value in (("recent_weight", args.recent_weight),
-                                            ("recent_bigram_weight", args.recent_bigram_weight)) if value is not None}
-    return bundle, open_session(bundle, backend=args.backend, window_policy=args.window_policy, **opts)
+    return bundle, open_session(bundle, backend=args.backend, window_policy=args.window_policy, **session_options(args))
+
+
+def session_options(args) -> dict:
+    """Session keyword arguments from the shared model flags (only those given)."""
+    return {name: value for name, value in (("recent_weight", getattr(args, "recent_weight", None)),
+                                            ("recent_bigram_weight", getattr(args, "recent_bigram_weight", None)))
+            if value is not None}
 
 
 def register(subparsers, groups):
