@@ -26,6 +26,9 @@ FORMAT_VERSION = 1
 WORD_CHARS = re.compile(r"[A-Za-z0-9']")
 PIECES = re.compile(r"[A-Za-z0-9']+|\s*\n\s*|[^\sA-Za-z0-9']")  # words | line break | punctuation
 _SENTENCE_END = re.compile(r"(^|[.!?][\"')\]]*|\n)\s*$")
+_ABBREVIATION_END = re.compile(r"(?:^|[^A-Za-z0-9'])([A-Za-z]+)\.[ \t]*\Z")  # "Mr. ", "a.m. " (not across a line break)
+TITLES = frozenset({"mr", "mrs", "ms", "dr", "st", "jr", "sr", "prof", "rev", "gen", "col", "capt", "lt",
+                    "sgt", "hon", "gov", "sen", "rep", "vs", "mt"})
 
 
 def split_pieces(text: str) -> Iterator[tuple[str, bool]]:
@@ -50,8 +53,13 @@ def is_word_char(char: str) -> bool:
 
 
 def is_sentence_start(text_before: str) -> bool:
-    """True when the next word starts a sentence: empty text, or after . ! ? (and quotes) or a line break."""
-    return bool(_SENTENCE_END.search(text_before[-64:]))
+    """True when the next word starts a sentence: empty text, or after . ! ? (and quotes) or a line
+    break; not after the period of a title or a single letter ("Mr. ", "a.m. ", "U.S. ", "J. ")."""
+    tail = text_before[-64:]
+    if not _SENTENCE_END.search(tail):
+        return False
+    abbreviation = _ABBREVIATION_END.search(tail)
+    return not (abbreviation and (len(abbreviation.group(1)) == 1 or abbreviation.group(1).lower() in TITLES))
 
 
 def apply_casing(word: str, typed_prefix: str, sentence_start: bool, usual_form: str | None = None) -> str:

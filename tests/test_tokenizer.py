@@ -56,6 +56,10 @@ def test_apply_casing(word, prefix, start, usual, expected):
 def test_sentence_start():
     assert is_sentence_start("") and is_sentence_start("Hi. ") and is_sentence_start('He said "no!" ')
     assert is_sentence_start("line\n") and not is_sentence_start("Hello, ")
+    # a title's or a single letter's period is not a sentence end; a line break still is
+    for text in ("Mr. ", "We met Dr. ", "at 10 a.m. ", "the U.S. ", "John F. "):
+        assert not is_sentence_start(text), text
+    assert is_sentence_start("Mr.\n") and is_sentence_start("It was ok. ")
 
 
 def test_save_load_and_bad_file(tmp_path):
