@@ -36,6 +36,7 @@ from typing import Callable, Iterable, Iterator
 
 from runtime.bundle import sha256_file
 from runtime.errors import UserError
+from runtime.tokenizer import WORD
 
 SOURCES_FILE = Path(__file__).with_name("corpus_sources.json")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +74,6 @@ MAIL_HEADER_LINE = re.compile(
     r"^(From|To|Cc|Subject|Received|Return-Path|Message-I[Dd]|Delivered-To|Reply-To|"
     r"Content-Type|Content-Transfer-Encoding|MIME-Version|X-[A-Za-z-]+|Date|In-Reply-To|"
     r"References|Sender|Precedence|List-[A-Za-z-]+|Errors-To):[ \t]", re.MULTILINE)
-WORD = re.compile(r"[A-Za-z0-9']+")  # EVALUATION.md: a word is a maximal run of [A-Za-z0-9']
 
 
 def _shingles(text: str, n: int = RESERVED_SHINGLE_WORDS) -> set[tuple[str, ...]]:

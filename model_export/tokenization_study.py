@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
 import time
 from pathlib import Path
@@ -25,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from model_export.train import _autocast, read_paragraphs
+from runtime.tokenizer import WORD
 
-WORD_RE = re.compile(r"[A-Za-z0-9']+")
 CHAR_BOS, CHAR_UNK = 0, 1
 
 
@@ -109,7 +108,7 @@ def train_char_model(corpus_dir: Path, out_dir: Path, minutes: float, device_nam
 # ---------------------------------------------------------------- KSR simulation --------------
 def text_words(text: str):
     """(start, end) of every word of `text` (EVALUATION.md definition)."""
-    return [(m.start(), m.end()) for m in WORD_RE.finditer(text)]
+    return [(m.start(), m.end()) for m in WORD.finditer(text)]
 
 
 def ksr_word_model(model, tokenizer, paragraphs: list[str], window: int, device) -> dict:
@@ -193,7 +192,7 @@ def ksr_char_model(model, vocab: CharVocab, paragraphs: list[str], context_chars
     """KSR with a beam search over characters for the top-3 word completions at every keystroke."""
     import torch
 
-    is_word_char = np.array([bool(WORD_RE.fullmatch(c)) if len(c) == 1 else False for c in vocab.chars])
+    is_word_char = np.array([bool(WORD.fullmatch(c)) if len(c) == 1 else False for c in vocab.chars])
     keystrokes = characters = forward_calls = searches = 0
     top1 = top3 = n_words = 0
     max_steps_one_keystroke = 0

@@ -14,7 +14,6 @@ import math
 import os
 import platform
 import random
-import re
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.errors import UserError
+from runtime.tokenizer import WORD
 
 DEFAULT_TEXT = Path(__file__).resolve().parents[1] / "models" / "corpus" / "test.txt.gz"
 
@@ -75,7 +75,7 @@ def run_replay(session, text: str, n_keystrokes: int, typo_rate: float, seed: in
         if sample_every and len(replay.keystroke_ms) % sample_every == 0:
             replay.samples.append(session.text)
 
-    for match in re.finditer(r"[A-Za-z0-9']+", text):
+    for match in WORD.finditer(text):
         for char in text[position:match.start()]:
             if not budget():
                 return replay

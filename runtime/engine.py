@@ -16,8 +16,9 @@ with the text, one decode step per completed token:
   keep; beyond `prefill_max_tokens` new tokens the window is rebuilt from the last W-1 tokens only
   (a decode step per token either way: there is no prefill-chunk graph yet).
 
-Suggestion.prob is the model's raw probability of the word as the next token (not renormalised
-over the words matching the typed prefix; cheaper, and comparable across prefixes).
+Suggestion.prob is the word's probability as the next word: the model's (or its OOV-lexicon share
+of <unk>) mixed with the session's recent-words cache (runtime/recent_words.py), not renormalised
+over the words matching the typed prefix (cheaper, and comparable across prefixes).
 
 Backends are chosen by name through `tpu_driver.backends.open_backend` (never a fallback);
 `Session.backend_name` says which one ran. All buffers are allocated when the session opens.
@@ -51,7 +52,7 @@ RECENT_BIGRAM_WEIGHT = 0.2  # mu of runtime/recent_words.py: share of the bigram
 @dataclass(frozen=True)
 class Suggestion:
     word: str  # surface form, starts with the typed partial word exactly
-    prob: float  # model probability of this word as the next token (raw, not renormalised)
+    prob: float  # probability of this word as the next word (model mixed with the session cache; not renormalised)
     token_id: int
 
 

@@ -14,7 +14,6 @@ and casing). Host-side only (matplotlib is imported only for --plot).
 from __future__ import annotations
 
 import gzip
-import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,8 +21,8 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from runtime.errors import UserError
+from runtime.tokenizer import WORD
 
-WORD = re.compile(r"[A-Za-z0-9']+")
 
 
 class Predictor(Protocol):

@@ -36,7 +36,6 @@ import io
 import json
 import math
 import os
-import re
 import sys
 from collections import Counter, OrderedDict
 from pathlib import Path
@@ -45,7 +44,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from runtime.errors import UserError
-from runtime.tokenizer import split_pieces
+from runtime.tokenizer import WORD, split_pieces
 
 FORMAT = "edgetype-kn-ngram"
 FORMAT_VERSION = 1
@@ -53,7 +52,6 @@ UNK = "<unk>"
 NL = "\n"
 MAX_ORDER = 5
 DEFAULT_ORDER = 5  # best on valid (docs/corpus.md): ppl 160.4 vs 162.3, KSR 29.81% vs 29.79% at 4
-_WORD = re.compile(r"[A-Za-z0-9']+")
 _SENTENCE_END = {".", "!", "?", NL}
 
 
@@ -106,7 +104,7 @@ class NgramModel:
         if self.vocab[:2] != [UNK, NL] or any(a >= b for a, b in zip(self.vocab[2:], self.vocab[3:])):
             raise ValueError("n-gram vocabulary must be [<unk>, \\n] + sorted unique tokens")
         self._sorted_tail = self.vocab[2:]  # (V-2,) for bisect
-        self.is_word = np.array([bool(_WORD.fullmatch(t)) for t in self.vocab], dtype=bool)  # (V,)
+        self.is_word = np.array([bool(WORD.fullmatch(t)) for t in self.vocab], dtype=bool)  # (V,)
         word_ids = np.flatnonzero(self.is_word)
         # word ids by descending unigram probability (ties: alphabetical) for the backoff part
         self.unigram_order = word_ids[np.lexsort((word_ids, -p_uni[word_ids]))]  # (W,)
@@ -304,7 +302,7 @@ class NgramModel:
 
     def token_ids(self, tokens: Iterable[str]) -> list[int]:
         """Ids of tokens given as text (words lowercased; unknown -> <unk> = 0)."""
-        return [self.ids.get(t.lower() if _WORD.fullmatch(t) else t, 0) for t in tokens]
+        return [self.ids.get(t.lower() if WORD.fullmatch(t) else t, 0) for t in tokens]
 
     def prob(self, context: list[str], token: str) -> float:
         """P(token | context) (tokens as text; unknown ones are <unk>)."""
@@ -346,7 +344,7 @@ class NgramModel:
         An empty context means the start of a paragraph. Ties break alphabetically.
         """
         prefix = prefix.lower()
-        if k <= 0 or (prefix and not _WORD.fullmatch(prefix)):
+        if k <= 0 or (prefix and not WORD.fullmatch(prefix)):
             return []
         cand, prob, gamma_total = self._prepare(self.token_ids(context_words))
         if prefix:

@@ -1,4 +1,4 @@
-"""The session's recent words: a unigram cache of what this user typed, mixed into suggestions.
+"""The session's recent words: a unigram and bigram cache of what this user typed, mixed into suggestions.
 
 A user repeats words a general model cannot know (names, jargon, this e-mail's subject). The
 engine ranks a candidate word w by
@@ -15,8 +15,10 @@ LM (Kuhn & De Mori 1990) that on-device keyboards use as a "personal dictionary"
 
 `RecentWords.sync(chars, word_start, edit_pos)` follows the engine's edits: completed words that
 end after the edit are forgotten, the new ones from the edit to the partial word are added.
-Memory is bounded: a deque of at most `capacity` (end offset, key, surface) entries, a dict of
-counts over them and a sorted list of the distinct keys for prefix lookup. An entry that fell off
+Memory is bounded: a deque of at most `capacity` (end offset, key, surface, previous word)
+entries, dicts of counts over them (per key, and per previous word -> key) and a sorted list of
+the distinct keys for prefix lookup; words longer than MAX_WORD_CHARS are not kept. Typing inside
+the partial word costs nothing here (sync returns at once). An entry that fell off
 the left of the deque is not brought back by a later backspace (the cache then holds fewer words
 for a while); the cache is otherwise exactly the last `capacity` completed words.
 
@@ -26,18 +28,16 @@ tests/test_recent_words.py.
 from __future__ import annotations
 
 import bisect
-import re
 from collections import deque
 
-from runtime.tokenizer import is_word_char
+from runtime.tokenizer import WORD, is_word_char
 
-WORD = re.compile(r"[A-Za-z0-9']+")  # EVALUATION.md's word
 MIN_WORD_CHARS = 3  # shorter words are not cached (the model predicts those well; noise otherwise)
 MAX_WORD_CHARS = 40  # longer runs (a pasted hash, a URL) are not cached: the engine never suggests them
 
 
 class RecentWords:
-    def __init__(self, capacity: int = 1024):
+    def __init__(self, capacity: int):
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         self.capacity = capacity
@@ -74,6 +74,8 @@ class RecentWords:
         """Make the entries the completed words of chars[:word_start]; chars[:edit_pos] are unchanged.
 
         Cost: the characters from the edit (or the last scan) to word_start, not the whole text."""
+        if word_start == self._scanned and edit_pos >= word_start:
+            return  # an edit inside the partial word: chars[:word_start], all this depends on, is unchanged
         limit = min(edit_pos, word_start, self._scanned)
         entries = self._entries
         while entries and entries[-1][0] >= limit:  # a word touching the edit may have changed

@@ -24,6 +24,7 @@ FORMAT = "edgetype-word-tokenizer"
 FORMAT_VERSION = 1
 
 WORD_CHARS = re.compile(r"[A-Za-z0-9']")
+WORD = re.compile(r"[A-Za-z0-9']+")  # EVALUATION.md's word: a maximal run of [A-Za-z0-9']
 PIECES = re.compile(r"[A-Za-z0-9']+|\s*\n\s*|[^\sA-Za-z0-9']")  # words | line break | punctuation
 _SENTENCE_END = re.compile(r"(^|[.!?][\"')\]]*|\n)\s*$")
 _ABBREVIATION_END = re.compile(r"(?:^|[^A-Za-z0-9'])([A-Za-z]+)\.[ \t]*\Z")  # "Mr. ", "a.m. " (not across a line break)
