@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from runtime.reference_model import ModelConfig, forward_sequence
-from runtime.tokenizer import WORD_CHARS, is_sentence_start
+from runtime.tokenizer import WORD_CHARS, completes, is_sentence_start
 
 from kv_window.window import KVWindow
 
@@ -116,7 +116,7 @@ class LogitsPredictor:
         result = []
         for j in chosen:
             word = self.tokenizer.surface(int(ids[j]), partial, sentence_start)
-            if word not in result:
+            if word not in result and completes(word, partial):
                 result.append(word)
                 if len(result) == k:
                     break

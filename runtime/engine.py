@@ -37,7 +37,7 @@ from runtime.bundle import Bundle, load_bundle
 from runtime.errors import UserError
 from runtime.reference_model import MASK_EMPTY, ModelConfig, load_weights
 from runtime.recent_words import RecentWords
-from runtime.tokenizer import (BOS_ID, UNK_ID, Tokenizer, apply_casing, is_sentence_start, is_word_char,
+from runtime.tokenizer import (BOS_ID, UNK_ID, Tokenizer, apply_casing, completes, is_sentence_start, is_word_char,
                                split_pieces_with_ends)
 
 MAX_PARTIAL_CHARS = 40  # longer partial words get no suggestions (and no prefix lookup)
@@ -47,6 +47,7 @@ RECENT_WEIGHT = 0.15  # lam of runtime/recent_words.py: share of the session's r
 RECENT_CAPACITY = 512  # completed words the cache remembers
 RECENT_MIN_PREFIX = 1  # the cache competes once this many characters of the word are typed
 RECENT_BIGRAM_WEIGHT = 0.2  # mu of runtime/recent_words.py: share of the bigram cache (any prefix, even none)
+RECENT_TRIGRAM_BACKOFF = 2.0  # beta of runtime/recent_words.py: pseudo-count of the bigram estimate inside mu's term
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ class Session:
         self.recent_weight = recent_weight
         self.recent_bigram_weight = recent_bigram_weight
         self.recent_min_prefix = recent_min_prefix
+        self.recent_trigram_backoff = RECENT_TRIGRAM_BACKOFF
         self._recent = RecentWords(recent_capacity)
         self.forward_calls = 0
         self.last_latency_ms = 0.0  # last event + the suggestions() that followed it
@@ -424,7 +426,7 @@ class Session:
             else:
                 word = self.tokenizer.lexicon_surface(index, partial, sentence_start)
             key = word.lower()  # a recent word also ranked as a model word: keep the first (higher) one
-            if key in seen:
+            if key in seen or not completes(word, partial):
                 continue
             seen.add(key)
             result.append(Suggestion(word, float(np.exp(log_prob)), token_id))
@@ -436,8 +438,8 @@ class Session:
         """Recent words matching `partial` as (log of the mixed probability, token id, key), and
         log of the model's share (0.0 when no cache term applies).
 
-        P = keep P_model + lam count/total + mu count(previous, w)/count(previous, *), keep = 1 -
-        the weights of the terms that apply; P_model of an OOV word is its lexicon share of
+        P = keep P_model + lam count/total + mu P_cache(w | w2 w1) (runtime/recent_words.py: trigram
+        counts backing off to the bigram with pseudo-count beta), keep = 1 - the weights of the terms that apply; P_model of an OOV word is its lexicon share of
         P(<unk>) (0 for a word neither the vocabulary nor the lexicon knows)."""
         recent, lam, mu = self._recent, self.recent_weight, self.recent_bigram_weight
         if not recent.total:
@@ -445,11 +447,16 @@ class Session:
         unigram = lam > 0.0 and len(partial) >= self.recent_min_prefix
         keys = recent.matches(partial) if unigram else []
         follow, follow_total = recent.followers(partial) if mu > 0.0 else ({}, 0)
+        follow2, follow2_total = recent.followers2(partial) if follow else ({}, 0)
+        beta = self.recent_trigram_backoff
         if not keys and not follow:
             return [], 0.0
         keep = 1.0 - (lam if unigram else 0.0) - (mu if follow else 0.0)
         share = lam / recent.total if unigram else 0.0
-        share2 = mu / follow_total if follow else 0.0
+        share2 = mu / follow_total if follow else 0.0  # bigram estimate = share2 * count / mu
+        share3 = mu / (follow2_total + beta) if follow2_total else 0.0
+        if follow2_total:  # the trigram counts, backing off to the bigram estimate with weight beta
+            share2 *= beta / (follow2_total + beta)
         ids, exp, log, count = self.tokenizer.ids, math.exp, math.log, recent.count  # scalar math: the per-key path
         out = []
         for key in (keys if not follow else sorted(set(keys).union(follow))):
@@ -459,7 +466,8 @@ class Session:
             else:
                 index = self.tokenizer.lexicon_index(key)
                 p_model = exp(log_probs[UNK_ID] + self.tokenizer.lexicon_log_prior[index]) if index >= 0 else 0.0
-            out.append((log(keep * p_model + share * count(key) + share2 * follow.get(key, 0)), token_id, key))
+            p_context = share2 * follow.get(key, 0) + share3 * follow2.get(key, 0)
+            out.append((log(keep * p_model + share * count(key) + p_context), token_id, key))
         return out, log(keep)
 
     def _recent_surface(self, key: str, token_id: int, partial: str, sentence_start: bool) -> str:

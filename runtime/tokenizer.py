@@ -63,6 +63,12 @@ def is_sentence_start(text_before: str) -> bool:
     return not (abbreviation and (len(abbreviation.group(1)) == 1 or abbreviation.group(1).lower() in TITLES))
 
 
+def completes(suggestion: str, typed_prefix: str) -> bool:
+    """A suggestion must add characters: the word already typed in full saves nothing and would
+    only take a slot (one rule for the engine and the n-gram baseline)."""
+    return len(suggestion) > len(typed_prefix)
+
+
 def apply_casing(word: str, typed_prefix: str, sentence_start: bool, usual_form: str | None = None) -> str:
     """The surface form to suggest for lowercase vocabulary `word` after `typed_prefix` was typed.
 

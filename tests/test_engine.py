@@ -128,6 +128,11 @@ def test_suggestions_prefix_casing_and_accept(bundle, weights):
         session.accept(0)  # suggestions are gone after an edit
     session.insert(". ")
     assert all(s.word[0].isupper() or not s.word[0].isalpha() for s in session.suggestions(3))
+    for word in ("the", "The", "that", "a"):  # a word typed in full is not offered again: it saves nothing
+        if word.lower() in tok.ids:
+            session.insert(" " + word)
+            offered = [s.word for s in session.suggestions(10)]
+            assert word not in offered and all(w.startswith(word) and len(w) > len(word) for w in offered)
     session.insert("i")
     session.insert(" ")
     session.insert("I")  # casing: "i" -> "I"

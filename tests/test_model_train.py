@@ -37,3 +37,19 @@ def test_train_missing_corpus_is_a_user_error(tmp_path, capsys):
     code = edgetype_main(["train", "--smoke", "--corpus", str(tmp_path / "nope"), "-o", str(tmp_path / "m")])
     assert code == 2
     assert "train.txt.gz is missing" in capsys.readouterr().err
+
+
+def test_train_flags_set_the_shape_and_refuse_bad_values():
+    import argparse
+
+    from model_export.train import add_train_arguments, settings_from_args
+    from runtime.errors import UserError
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    settings = settings_from_args(parser.parse_args(["--vocab-size", "16384", "--alibi-max-bias", "8"]))
+    assert settings.vocab_size == 16384 and settings.alibi_max_bias == 8.0
+    assert settings_from_args(parser.parse_args([])).vocab_size == 8192
+    for bad in (["--vocab-size", "10"], ["--vocab-size", "100000"], ["--alibi-max-bias", "0"]):
+        with pytest.raises(UserError):
+            settings_from_args(parser.parse_args(bad))

@@ -128,6 +128,8 @@ def test_casing_follows_the_model_rule():
     assert m.suggest_cased(["to"], "LO", sentence_start=False, k=1) == ["LONDON"]
     assert m.suggest_cased(["cat", "."], "th", sentence_start=True, k=3)[0] in ("the", "then")
     assert m.suggest_cased(["."], "", sentence_start=True, k=5)[0][0].isupper()
+    assert "London" in m.suggest_cased(["to"], "Londo", sentence_start=False, k=3)
+    assert m.suggest_cased(["to"], "London", sentence_start=False, k=3) == []  # typed in full: nothing to add
 
 
 def test_rare_words_become_unk():

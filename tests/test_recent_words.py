@@ -28,14 +28,18 @@ def _recount(text: str, capacity: int) -> Counter:
     return Counter(words[-capacity:])
 
 
-def _recount_pairs(text: str, capacity: int) -> tuple[Counter, str]:
-    """Reference: (previous word, word) of those cached words, and the word before the partial one."""
+def _recount_pairs(text: str, capacity: int) -> tuple[Counter, Counter, str, str]:
+    """Reference: (previous word, word) and (word before that, previous word, word) of those cached
+    words, and the two words before the partial one."""
     context = text[:_word_start(list(text))]
     words = [w.lower() for w in WORD.findall(context)]
-    pairs = [(words[i - 1] if i else "", w) for i, w in enumerate(words) if MIN_WORD_CHARS <= len(w) <= MAX_WORD_CHARS]
+    kept = [i for i, w in enumerate(words) if MIN_WORD_CHARS <= len(w) <= MAX_WORD_CHARS][-capacity:]
+    pairs = [(words[i - 1] if i else "", words[i]) for i in kept]
+    triples = [(words[i - 2] if i > 1 else "", words[i - 1] if i else "", words[i]) for i in kept]
     tail = context[-64:]
     previous = re.search(r"([A-Za-z0-9']*)[^A-Za-z0-9']*\Z", tail).group(1).lower() if tail else ""
-    return Counter(pairs[-capacity:]), previous
+    previous2 = (words[-2] if len(words) > 1 else "") if previous else ""
+    return Counter(pairs), Counter(triples), previous, previous2
 
 
 def _state(recent: RecentWords) -> Counter:
@@ -44,6 +48,10 @@ def _state(recent: RecentWords) -> Counter:
 
 def _pair_state(recent: RecentWords) -> Counter:
     return Counter({(prev, key): n for prev, follow in recent._followers.items() for key, n in follow.items()})
+
+
+def _triple_state(recent: RecentWords) -> Counter:
+    return Counter({(*context, key): n for context, follow in recent._followers2.items() for key, n in follow.items()})
 
 
 def test_random_edits_match_a_recount_of_the_text():
@@ -63,8 +71,10 @@ def test_random_edits_match_a_recount_of_the_text():
             chars.extend(rng.choice(alphabet) for _ in range(rng.randint(1, 4)))
         recent.sync(chars, _word_start(chars), edit)
         assert _state(recent) == _recount("".join(chars), 10_000)
-        pairs, previous = _recount_pairs("".join(chars), 10_000)
+        pairs, triples, previous, previous2 = _recount_pairs("".join(chars), 10_000)
         assert _pair_state(recent) == pairs and recent.previous == previous, "".join(chars)[-40:]
+        assert _triple_state(recent) == triples and recent.previous2 == previous2, "".join(chars)[-40:]
+        assert sum(recent._follower2_totals.values()) == recent.total
         assert recent.total == sum(_recount("".join(chars), 10_000).values())
 
 
@@ -79,6 +89,9 @@ def test_capacity_keeps_the_most_recent_words_and_prefix_lookup():
     assert recent.surface("ahab") == "Ahab"
     assert recent.previous == "an" and recent.followers("") == ({}, 0)
     assert _pair_state(recent) == Counter({("whale", "ahab"): 1, ("ahab", "ship"): 1, ("ship", "sea"): 1})
+    assert _triple_state(recent) == Counter({("ahab", "whale", "ahab"): 1, ("whale", "ahab", "ship"): 1,
+                                             ("ahab", "ship", "sea"): 1})
+    assert recent.previous2 == "sea"
     recent.reset()
     assert recent.total == 0 and recent.matches("") == []
     with pytest.raises(ValueError):
@@ -118,6 +131,13 @@ def test_followers_of_the_previous_word():
     assert recent.previous == "sherlock"
     assert recent.followers("") == ({"holmes": 2, "hopkins": 1}, 3)
     assert recent.followers("Hol") == ({"holmes": 2}, 3)
+    assert recent.previous2 == "hopkins" and recent.followers2("") == ({}, 0)
+    more = list(" and Sherlock ")
+    edit = len(chars)
+    chars.extend(more)
+    recent.sync(chars, len(chars), edit)
+    assert (recent.previous2, recent.previous) == ("and", "sherlock")
+    assert recent.followers2("") == ({"holmes": 1}, 1) and recent.followers("h") == ({"holmes": 2, "hopkins": 1}, 4)  # + "Sherlock and"
     long_gap = chars + [" "] * 100
     recent.sync(long_gap, len(long_gap), len(chars))
     assert recent.previous == ""  # nothing within the look-back
@@ -134,3 +154,25 @@ def test_engine_bigram_cache_predicts_the_next_word(tiny_bundle):
         assert [s.word for s in session.suggestions(3)][:1] == ["Quentarino"]  # no letter typed yet
     with pytest.raises(Exception, match="together < 1"):
         open_session(tiny_bundle, backend="numpy", recent_weight=0.6, recent_bigram_weight=0.5)
+
+
+def test_engine_trigram_counts_back_off_to_the_bigram(tiny_bundle):
+    """mu's term: (count(w2, w1, w) + beta P_bigram(w)) / (count(w2, w1, *) + beta): after "Zorblax",
+    the bigram prefers Quentarino (2 of 3); after "of Zorblax" the trigram picks Vimbletrax."""
+    from runtime.engine import open_session
+
+    text = "Zorblax Quentarino. Zorblax Quentarino. Vimbletrax of Zorblax Vimbletrax. "
+    with open_session(tiny_bundle, backend="numpy", recent_weight=0.0, recent_bigram_weight=0.9) as session:
+        session.insert(text + "So Zorblax ")
+        assert [s.word for s in session.suggestions(3)][:1] == ["Quentarino"]
+        probs = {s.word: s.prob for s in session.suggestions(3)}
+        session.reset()
+        session.insert(text + "One of Zorblax ")
+        assert [s.word for s in session.suggestions(3)][:1] == ["Vimbletrax"]
+        beta = session.recent_trigram_backoff
+        p_bigram = {"Quentarino": 2 / 3, "Vimbletrax": 1 / 3}
+        p_context = {w: (float(w == "Vimbletrax") + beta * p) / (1 + beta) for w, p in p_bigram.items()}
+        probs3 = {s.word: s.prob for s in session.suggestions(3)}
+        for word in p_bigram:  # the model's share of these made-up words is ~0: the cache term alone
+            assert probs[word] == pytest.approx(0.9 * p_bigram[word], rel=1e-3, abs=1e-4)
+            assert probs3[word] == pytest.approx(0.9 * p_context[word], rel=1e-3, abs=1e-4)
