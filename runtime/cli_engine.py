@@ -26,6 +26,12 @@ def _add_model_args(parser, default_backend: str = "onnx") -> None:
     parser.add_argument("--recent-bigram-weight", type=float, default=None, metavar="MU",
                         help="share of the session's bigram cache (default runtime/engine.py "
                              "RECENT_BIGRAM_WEIGHT; 0 turns it off)")
+    parser.add_argument("--recent-trigram-backoff", type=float, default=None, metavar="BETA",
+                        help="pseudo-count of the bigram inside the cache's trigram estimate (default "
+                             "runtime/engine.py RECENT_TRIGRAM_BACKOFF; large = bigram only)")
+    parser.add_argument("--lexicon-weight", type=float, default=None, metavar="W",
+                        help="factor on the OOV-lexicon words' probability (default runtime/engine.py "
+                             "LEXICON_WEIGHT; 0 turns the lexicon off)")
 
 
 def _open(args):
@@ -38,9 +44,8 @@ def _open(args):
 
 def session_options(args) -> dict:
     """Session keyword arguments from the shared model flags (only those given)."""
-    return {name: value for name, value in (("recent_weight", getattr(args, "recent_weight", None)),
-                                            ("recent_bigram_weight", getattr(args, "recent_bigram_weight", None)))
-            if value is not None}
+    names = ("recent_weight", "recent_bigram_weight", "recent_trigram_backoff", "lexicon_weight")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
 def register(subparsers, groups):
@@ -113,6 +118,7 @@ def cmd_eval_ksr(args) -> int:
         report = evaluate_ksr(text, session, args.suggestions, baseline, segment_chars)
     report = {**report, "text": str(args.text), "replaced_chars": replaced, "recent_weight": session.recent_weight,
               "recent_bigram_weight": session.recent_bigram_weight,
+              "recent_trigram_backoff": session.recent_trigram_backoff, "lexicon_weight": session.lexicon_weight,
               "non_ascii_chars": sum(1 for c in text if ord(c) > 127), "bundle": bundle.describe()}
     if baseline is not None:
         report["baseline"]["train"] = str(args.baseline_train)

@@ -43,6 +43,7 @@ from runtime.tokenizer import (BOS_ID, UNK_ID, Tokenizer, apply_casing, complete
 MAX_PARTIAL_CHARS = 40  # longer partial words get no suggestions (and no prefix lookup)
 SUGGESTION_SLACK = 4  # extra candidates fetched so that deduplication still leaves k
 LEXICON_MIN_PREFIX = 2  # the OOV lexicon competes once 2+ characters are typed (its ranges are small then)
+LEXICON_WEIGHT = 0.1  # a lexicon word ranks by LEXICON_WEIGHT * P(<unk> | context) * P(word | <unk>) (tuned on valid, docs/quality.md)
 RECENT_WEIGHT = 0.15  # lam of runtime/recent_words.py: share of the session's recent-words cache (0 = off)
 RECENT_CAPACITY = 512  # completed words the cache remembers
 RECENT_MIN_PREFIX = 1  # the cache competes once this many characters of the word are typed
@@ -134,7 +135,8 @@ class Session:
 
     def __init__(self, bundle: Bundle, backend, window=None, ring_size: int = 64, prefill_max_tokens: int | None = None,
                  recent_weight: float = RECENT_WEIGHT, recent_capacity: int = RECENT_CAPACITY,
-                 recent_min_prefix: int = RECENT_MIN_PREFIX, recent_bigram_weight: float = RECENT_BIGRAM_WEIGHT):
+                 recent_min_prefix: int = RECENT_MIN_PREFIX, recent_bigram_weight: float = RECENT_BIGRAM_WEIGHT,
+                 recent_trigram_backoff: float = RECENT_TRIGRAM_BACKOFF, lexicon_weight: float = LEXICON_WEIGHT):
         self.bundle = bundle
         self.cfg: ModelConfig = bundle.config
         self.tokenizer: Tokenizer = bundle.tokenizer
@@ -159,10 +161,16 @@ class Session:
         if not (0.0 <= recent_weight and 0.0 <= recent_bigram_weight and recent_weight + recent_bigram_weight < 1.0):
             raise UserError(f"recent_weight {recent_weight} + recent_bigram_weight {recent_bigram_weight}: "
                             "each >= 0, together < 1")
+        if not 0.0 < recent_trigram_backoff < 1e12:
+            raise UserError(f"recent_trigram_backoff {recent_trigram_backoff}: must be > 0 (large: bigram only)")
+        if not 0.0 <= lexicon_weight <= 1.0:
+            raise UserError(f"lexicon_weight {lexicon_weight}: must be in [0, 1] (0 turns the lexicon off)")
         self.recent_weight = recent_weight
         self.recent_bigram_weight = recent_bigram_weight
         self.recent_min_prefix = recent_min_prefix
-        self.recent_trigram_backoff = RECENT_TRIGRAM_BACKOFF
+        self.recent_trigram_backoff = recent_trigram_backoff
+        self.lexicon_weight = lexicon_weight
+        self._lexicon_log_weight = math.log(lexicon_weight) if lexicon_weight > 0.0 else -math.inf
         self._recent = RecentWords(recent_capacity)
         self.forward_calls = 0
         self.last_latency_ms = 0.0  # last event + the suggestions() that followed it
@@ -465,7 +473,8 @@ class Session:
                 p_model = exp(log_probs[token_id])
             else:
                 index = self.tokenizer.lexicon_index(key)
-                p_model = exp(log_probs[UNK_ID] + self.tokenizer.lexicon_log_prior[index]) if index >= 0 else 0.0
+                p_model = (exp(log_probs[UNK_ID] + self._lexicon_log_weight + self.tokenizer.lexicon_log_prior[index])
+                           if index >= 0 else 0.0)
             p_context = share2 * follow.get(key, 0) + share3 * follow2.get(key, 0)
             out.append((log(keep * p_model + share * count(key) + p_context), token_id, key))
         return out, log(keep)
@@ -477,12 +486,12 @@ class Session:
         return apply_casing(key, partial, sentence_start, self._recent.surface(key))
 
     def _lexicon_candidates(self, partial: str, log_probs: np.ndarray, want: int) -> list:
-        """Best OOV-lexicon words for `partial`: log P(<unk>|context) + log P(word|<unk>).
+        """Best OOV-lexicon words for `partial`: log LEXICON_WEIGHT + log P(<unk>|context) + log P(word|<unk>).
 
         (log-prob, UNK_ID, lexicon index) tuples, at most `want`; [] without a lexicon or while
         fewer than LEXICON_MIN_PREFIX characters are typed."""
         tokenizer = self.tokenizer
-        if len(partial) < LEXICON_MIN_PREFIX or not tokenizer.lexicon_words:
+        if len(partial) < LEXICON_MIN_PREFIX or not tokenizer.lexicon_words or self.lexicon_weight == 0.0:
             return []
         start, end = tokenizer.lexicon_range(partial)
         if end == start:
@@ -492,7 +501,7 @@ class Session:
             best = np.argpartition(prior, end - start - want)[end - start - want:]
         else:
             best = np.arange(end - start)
-        unk = float(log_probs[UNK_ID])
+        unk = float(log_probs[UNK_ID]) + self._lexicon_log_weight
         return [(unk + float(prior[j]), UNK_ID, start + int(j)) for j in best]
 
 

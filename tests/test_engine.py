@@ -225,7 +225,7 @@ def test_rollback_across_evictions_replays_exactly(tmp_path, ring_size):
 
 def test_oov_lexicon_completes_words_outside_the_vocabulary(tmp_path):
     """Words the vocabulary lacks come from the tokenizer's OOV lexicon, ranked by
-    log P(<unk>|context) + log P(word|<unk>), and never before 2 characters are typed."""
+    LEXICON_WEIGHT * P(<unk>|context) * P(word|<unk>), and never before 2 characters are typed."""
     from test_bundle import make_tiny_model_dir
     from runtime.tokenizer import Tokenizer
 
@@ -243,4 +243,10 @@ def test_oov_lexicon_completes_words_outside_the_vocabulary(tmp_path):
         assert words[:2] == ["zebra", "zebrafish"], words
         probs = [s.prob for s in session.suggestions(3)][:2]
         assert abs(probs[0] / probs[1] - 3.0) < 1e-3  # P(word|<unk>) in proportion to the counts
+        from runtime.engine import LEXICON_WEIGHT
+        p_unk = float(np.exp(session._current[tok.ids["<unk>"]]))
+        assert probs[0] == pytest.approx(LEXICON_WEIGHT * p_unk * 30 / 45, rel=1e-4)
         assert session.accept(0) == "bra" and session.text.endswith("zebra")
+    with open_session(directory, backend="numpy", lexicon_weight=0.0) as session:
+        session.insert("the ze")
+        assert all(not s.word.startswith("zebra") for s in session.suggestions(3))  # lexicon off

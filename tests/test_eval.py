@@ -157,3 +157,23 @@ def test_cli_eval_ksr_json_with_baseline_and_plot(tmp_path):
     missing = subprocess.run(command[:5] + ["--text", str(tmp_path / "nope.txt")] + command[7:],
                              capture_output=True, text=True, env=env)
     assert missing.returncode == 2 and missing.stdout == "" and "nope.txt: cannot read" in missing.stderr
+
+
+def test_ranking_flags_reach_the_session_and_bad_values_are_refused(tmp_path):
+    import argparse
+
+    from runtime.cli_engine import _add_model_args, session_options
+    from runtime.errors import UserError
+
+    parser = argparse.ArgumentParser()
+    _add_model_args(parser)
+    args = parser.parse_args(["--lexicon-weight", "1", "--recent-trigram-backoff", "4", "--recent-weight", "0"])
+    options = session_options(args)
+    assert options == {"recent_weight": 0.0, "recent_trigram_backoff": 4.0, "lexicon_weight": 1.0}
+    bundle = load_bundle(make_tiny_bundle(tmp_path / "b", window=32))
+    with open_session(bundle, backend="numpy", **options) as session:
+        assert (session.lexicon_weight, session.recent_trigram_backoff, session.recent_weight) == (1.0, 4.0, 0.0)
+    assert session_options(parser.parse_args([])) == {}
+    for bad in ({"lexicon_weight": -0.1}, {"lexicon_weight": 2.0}, {"recent_trigram_backoff": 0.0}):
+        with pytest.raises(UserError):
+            open_session(bundle, backend="numpy", **bad)
