@@ -279,6 +279,7 @@ def add_train_arguments(train) -> None:
                        help="m of the ALiBi slopes 2^(-m(h+1)/H) (default 4: reach matched to the window; 8: the paper's)")
     train.add_argument("--vocab-size", type=int, default=None,
                        help="tokens in the word vocabulary, specials and punctuation included (default 8192)")
+    train.add_argument("--dropout", type=float, default=None, help="dropout rate (default 0.1)")
     train.add_argument("--smoke", action="store_true",
                        help="tiny model on a slice of the corpus, CPU, < 1 minute")
     train.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
@@ -294,6 +295,10 @@ def settings_from_args(args) -> TrainSettings:
         if not 0.0 < args.alibi_max_bias <= 16.0:
             raise UserError(f"--alibi-max-bias {args.alibi_max_bias}: must be in (0, 16]")
         settings.alibi_max_bias = args.alibi_max_bias
+    if args.dropout is not None:
+        if not 0.0 <= args.dropout < 0.9:
+            raise UserError(f"--dropout {args.dropout}: must be in [0, 0.9)")
+        settings.dropout = args.dropout
     if args.vocab_size is not None:
         if not 64 <= args.vocab_size <= 65536:
             raise UserError(f"--vocab-size {args.vocab_size}: must be in [64, 65536]")

@@ -47,9 +47,9 @@ def test_train_flags_set_the_shape_and_refuse_bad_values():
 
     parser = argparse.ArgumentParser()
     add_train_arguments(parser)
-    settings = settings_from_args(parser.parse_args(["--vocab-size", "16384", "--alibi-max-bias", "8"]))
-    assert settings.vocab_size == 16384 and settings.alibi_max_bias == 8.0
+    settings = settings_from_args(parser.parse_args(["--vocab-size", "16384", "--alibi-max-bias", "8", "--dropout", "0.2"]))
+    assert settings.vocab_size == 16384 and settings.alibi_max_bias == 8.0 and settings.dropout == 0.2
     assert settings_from_args(parser.parse_args([])).vocab_size == 8192
-    for bad in (["--vocab-size", "10"], ["--vocab-size", "100000"], ["--alibi-max-bias", "0"]):
+    for bad in (["--vocab-size", "10"], ["--vocab-size", "100000"], ["--alibi-max-bias", "0"], ["--dropout", "1"]):
         with pytest.raises(UserError):
             settings_from_args(parser.parse_args(bad))
