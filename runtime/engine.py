@@ -447,18 +447,19 @@ class Session:
         log of the model's share (0.0 when no cache term applies).
 
         P = keep P_model + lam count/total + mu P_cache(w | w2 w1) (runtime/recent_words.py: trigram
-        counts backing off to the bigram with pseudo-count beta), keep = 1 - the weights of the terms that apply; P_model of an OOV word is its lexicon share of
-        P(<unk>) (0 for a word neither the vocabulary nor the lexicon knows)."""
+        counts backing off to the bigram with pseudo-count beta), keep = 1 - the weights of the
+        terms that apply; P_model of an OOV word is LEXICON_WEIGHT x its lexicon share of P(<unk>)
+        (0 for a word neither the vocabulary nor the lexicon knows)."""
         recent, lam, mu = self._recent, self.recent_weight, self.recent_bigram_weight
         if not recent.total:
             return [], 0.0
         unigram = lam > 0.0 and len(partial) >= self.recent_min_prefix
         keys = recent.matches(partial) if unigram else []
         follow, follow_total = recent.followers(partial) if mu > 0.0 else ({}, 0)
-        follow2, follow2_total = recent.followers2(partial) if follow else ({}, 0)
-        beta = self.recent_trigram_backoff
         if not keys and not follow:
             return [], 0.0
+        follow2, follow2_total = recent.followers2(partial) if follow else ({}, 0)
+        beta = self.recent_trigram_backoff
         keep = 1.0 - (lam if unigram else 0.0) - (mu if follow else 0.0)
         share = lam / recent.total if unigram else 0.0
         share2 = mu / follow_total if follow else 0.0  # bigram estimate = share2 * count / mu

@@ -9,8 +9,8 @@ engine ranks a candidate word w by
 where the counts are over the last `capacity` completed words of the session's text (a word is
 completed when a separator follows it), w1 is the word before the one being typed and w2 the word
 before w1 (a bigram cache with trigram counts backing off to it: "Sherlock" -> "Holmes" after one
-use; mu's term is left out when w1 was never followed by a cached word with the typed prefix). Words the vocabulary and the OOV lexicon lack become
-suggestable once typed; the form the user typed last sets their casing. This is the classic cache
+use; mu's term is left out when w1 was never followed by a cached word with the typed prefix).
+Words the vocabulary and the OOV lexicon lack become suggestable once typed; the form the user typed last sets their casing. This is the classic cache
 LM (Kuhn & De Mori 1990) that on-device keyboards use as a "personal dictionary".
 
 `RecentWords.sync(chars, word_start, edit_pos)` follows the engine's edits: completed words that
