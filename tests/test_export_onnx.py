@@ -161,3 +161,15 @@ def test_export_errors_are_user_errors(tiny, tmp_path, capsys):
     assert edgetype_main(["export", "--chip", "cv181x", "--model", str(tmp_path / "none"), "-o", str(tmp_path / "b")]) == 2
     assert "config.json is missing" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_bf16_step_is_the_spacing_of_bfloat16():
+    from model_export.verify import bf16_step
+
+    assert bf16_step(1.0) == 2 ** -7 and bf16_step(1.99) == 2 ** -7 and bf16_step(-10.0) == 2 ** -4
+    assert bf16_step(0.3) == 2 ** -9 and bf16_step(0.0) == 0.0
+    for x in (0.37, 1.5, 9.7, 123.0):  # x + step is the next bfloat16 after x rounded down to bfloat16
+        import numpy as np
+        bits = np.array([x], np.float32).view(np.uint32) & 0xFFFF0000
+        low = bits.view(np.float32)[0]
+        assert float((bits + 0x10000).view(np.float32)[0] - low) == bf16_step(x)

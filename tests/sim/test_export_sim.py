@@ -27,6 +27,11 @@ def test_tiny_bundle_matches_onnx_on_the_cmodel(tiny_bundle):
     assert result["chip"] == "cv181x" and result["steps"] == 16
     assert result["min_cosine"] >= 0.999, result
     assert result["top1_agreement"] >= 0.9, result
+    # tie-aware agreement: only steps whose fp32 top-2 margin is at least one BF16 step count
+    clear = result["steps"] - result["near_tie_steps"]
+    assert 0 <= result["near_tie_steps"] <= result["steps"]
+    assert result["top1_agreement_beyond_bf16_ties"] is None if clear == 0 else 0.0 <= result["top1_agreement_beyond_bf16_ties"] <= 1.0
+    assert len(result["reference_top2_margin_at_disagreements"]) == round((1 - result["top1_agreement"]) * 16)
 
 
 def test_compiled_inputs_survive_a_forward(tiny_bundle):
