@@ -13,6 +13,16 @@ BACKENDS = ("onnx", "cmodel", "tpu", "numpy")
 DEFAULT_TRAIN = Path(__file__).resolve().parents[1] / "models" / "corpus" / "train.txt.gz"
 
 
+# Session keyword arguments that are also flags: (name, metavar, engine constant, what it is).
+RANKING_OPTIONS = (
+    ("recent_weight", "LAM", "RECENT_WEIGHT", "share of the session's recent-words cache in the ranking; 0 turns it off"),
+    ("recent_bigram_weight", "MU", "RECENT_BIGRAM_WEIGHT", "share of the session's bigram cache; 0 turns it off"),
+    ("recent_trigram_backoff", "BETA", "RECENT_TRIGRAM_BACKOFF",
+     "pseudo-count of the bigram inside the cache's trigram estimate; large = bigram only"),
+    ("lexicon_weight", "W", "LEXICON_WEIGHT", "factor on the OOV-lexicon words' probability; 0 turns the lexicon off"),
+)
+
+
 def _add_model_args(parser, default_backend: str = "onnx") -> None:
     parser.add_argument("--backend", choices=BACKENDS, default=default_backend,
                         help=f"which backend runs the model (default {default_backend}; never falls back)")
@@ -20,18 +30,9 @@ def _add_model_args(parser, default_backend: str = "onnx") -> None:
                         "models/bundles/..., else models/default for onnx/numpy)")
     parser.add_argument("--window-policy", metavar="NAME", default=None,
                         help="kv_window pruning policy (default sink), or append-only")
-    parser.add_argument("--recent-weight", type=float, default=None, metavar="LAM",
-                        help="share of the session's recent-words cache in the ranking (default "
-                             "runtime/engine.py RECENT_WEIGHT; 0 turns it off)")
-    parser.add_argument("--recent-bigram-weight", type=float, default=None, metavar="MU",
-                        help="share of the session's bigram cache (default runtime/engine.py "
-                             "RECENT_BIGRAM_WEIGHT; 0 turns it off)")
-    parser.add_argument("--recent-trigram-backoff", type=float, default=None, metavar="BETA",
-                        help="pseudo-count of the bigram inside the cache's trigram estimate (default "
-                             "runtime/engine.py RECENT_TRIGRAM_BACKOFF; large = bigram only)")
-    parser.add_argument("--lexicon-weight", type=float, default=None, metavar="W",
-                        help="factor on the OOV-lexicon words' probability (default runtime/engine.py "
-                             "LEXICON_WEIGHT; 0 turns the lexicon off)")
+    for name, metavar, constant, what in RANKING_OPTIONS:
+        parser.add_argument("--" + name.replace("_", "-"), type=float, default=None, metavar=metavar,
+                            help=f"{what} (default runtime/engine.py {constant})")
 
 
 def _open(args):
@@ -44,8 +45,7 @@ def _open(args):
 
 def session_options(args) -> dict:
     """Session keyword arguments from the shared model flags (only those given)."""
-    names = ("recent_weight", "recent_bigram_weight", "recent_trigram_backoff", "lexicon_weight")
-    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    return {name: getattr(args, name) for name, *_ in RANKING_OPTIONS if getattr(args, name, None) is not None}
 
 
 def register(subparsers, groups):
@@ -116,9 +116,8 @@ def cmd_eval_ksr(args) -> int:
             baseline = NgramPredictor(load_baseline(Path(args.baseline_train), args.ngram_order))
         segment_chars = max(1, len(text) // max(args.segments, 1)) if args.plot else 0
         report = evaluate_ksr(text, session, args.suggestions, baseline, segment_chars)
-    report = {**report, "text": str(args.text), "replaced_chars": replaced, "recent_weight": session.recent_weight,
-              "recent_bigram_weight": session.recent_bigram_weight,
-              "recent_trigram_backoff": session.recent_trigram_backoff, "lexicon_weight": session.lexicon_weight,
+    report = {**report, "text": str(args.text), "replaced_chars": replaced,
+              **{name: getattr(session, name) for name, *_ in RANKING_OPTIONS},
               "non_ascii_chars": sum(1 for c in text if ord(c) > 127), "bundle": bundle.describe()}
     if baseline is not None:
         report["baseline"]["train"] = str(args.baseline_train)

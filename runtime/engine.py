@@ -474,8 +474,7 @@ class Session:
                 p_model = exp(log_probs[token_id])
             else:
                 index = self.tokenizer.lexicon_index(key)
-                p_model = (exp(log_probs[UNK_ID] + self._lexicon_log_weight + self.tokenizer.lexicon_log_prior[index])
-                           if index >= 0 else 0.0)
+                p_model = exp(self._lexicon_log_unk(log_probs) + self.tokenizer.lexicon_log_prior[index]) if index >= 0 else 0.0
             p_context = share2 * follow.get(key, 0) + share3 * follow2.get(key, 0)
             out.append((log(keep * p_model + share * count(key) + p_context), token_id, key))
         return out, log(keep)
@@ -502,8 +501,12 @@ class Session:
             best = np.argpartition(prior, end - start - want)[end - start - want:]
         else:
             best = np.arange(end - start)
-        unk = float(log_probs[UNK_ID]) + self._lexicon_log_weight
+        unk = self._lexicon_log_unk(log_probs)
         return [(unk + float(prior[j]), UNK_ID, start + int(j)) for j in best]
+
+    def _lexicon_log_unk(self, log_probs: np.ndarray) -> float:
+        """log(LEXICON_WEIGHT x P(<unk> | context)): a lexicon word's score is this + log P(word | <unk>)."""
+        return float(log_probs[UNK_ID]) + self._lexicon_log_weight
 
 
 def open_session(bundle=None, backend: str = "onnx", window_policy: str | None = None, **opts) -> Session:

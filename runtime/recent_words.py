@@ -102,20 +102,11 @@ class RecentWords:
 
     def followers(self, prefix: str) -> tuple[dict[str, int], int]:
         """({key: count} of cached words that followed `previous` and start with `prefix`, total)."""
-        follow = self._followers.get(self.previous)
-        if not follow:
-            return {}, 0
-        low = prefix.lower()
-        return {k: n for k, n in follow.items() if k.startswith(low)}, self._follower_totals[self.previous]
+        return _followers_with_prefix(self._followers, self._follower_totals, self.previous, prefix)
 
     def followers2(self, prefix: str) -> tuple[dict[str, int], int]:
         """({key: count} of cached words that followed (`previous2`, `previous`) and start with `prefix`, total)."""
-        context = (self.previous2, self.previous)
-        follow = self._followers2.get(context)
-        if not follow:
-            return {}, 0
-        low = prefix.lower()
-        return {k: n for k, n in follow.items() if k.startswith(low)}, self._follower2_totals[context]
+        return _followers_with_prefix(self._followers2, self._follower2_totals, (self.previous2, self.previous), prefix)
 
     def matches(self, prefix: str) -> list[str]:
         """Keys starting with `prefix` (case-insensitive), sorted."""
@@ -148,6 +139,14 @@ class RecentWords:
             return
         del self._counts[key], self._surface[key]
         del self._keys[bisect.bisect_left(self._keys, key)]
+
+
+def _followers_with_prefix(table: dict, totals: dict, context, prefix: str) -> tuple[dict[str, int], int]:
+    follow = table.get(context)
+    if not follow:
+        return {}, 0
+    low = prefix.lower()
+    return {k: n for k, n in follow.items() if k.startswith(low)}, totals[context]
 
 
 def _count_in(table: dict, totals: dict, context, key: str) -> None:
