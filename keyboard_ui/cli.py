@@ -111,17 +111,29 @@ def _quietly(cleanup) -> None:
 
 def _run_replay(args) -> int:
     from keyboard_ui.app import Demo, install_shutdown_signals, restore_signals, run_replay
-    from keyboard_ui.journal import Journal
-    from keyboard_ui.recording import EventRecorder, read_recording
+    from keyboard_ui.journal import Journal, JournalLock, read_journal_text, set_aside
+    from keyboard_ui.recording import EventRecorder, check_record_target, read_recording
     from keyboard_ui.render import TerminalScreen
 
     recorded = read_recording(args.replay)  # malformed lines fail before the model loads
     journal_path = _journal_path(args, replay=True)
+    if args.record:
+        check_record_target(args.record, replay=args.replay, journal=journal_path)
     journal = recorder = None
-    previous_signals = install_shutdown_signals()
-    session = open_engine_session(args.bundle, args.backend)
+    lock = JournalLock(journal_path) if journal_path else None  # one owner, before anything is read
     try:
-        journal = Journal(journal_path) if journal_path else None  # replays start a fresh journal
+        kept = set_aside(journal_path) if journal_path and read_journal_text(journal_path) else None
+        if kept:  # replays start a fresh journal; the text of the last one is kept, never lost
+            print(f"edgetype: previous replay journal kept as {kept}", file=sys.stderr)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    previous_signals = install_shutdown_signals()
+    try:
+        session = None
+        session = open_engine_session(args.bundle, args.backend)
+        journal = Journal(journal_path, lock=lock) if journal_path else None
         recorder = EventRecorder(args.record) if args.record else None
         screen = TerminalScreen(lambda data: None, REPLAY_SCREEN_COLUMNS, REPLAY_SCREEN_ROWS)
         demo = Demo(session, input_name=f"replay {os.path.basename(args.replay)}", screen=screen,
@@ -136,6 +148,8 @@ def _run_replay(args) -> int:
         for closeable in (journal, recorder, session):
             if closeable is not None:
                 closeable.close()
+        if lock is not None:
+            lock.release()  # idempotent: the journal's close released it already
         restore_signals(previous_signals)
     if args.json:
         print(json.dumps(result))
@@ -174,24 +188,32 @@ def _open_keyboards(args):
 def _run_interactive(args) -> int:
     from keyboard_ui.app import (Demo, TerminalSizeWatcher, ask_yes_no, install_shutdown_signals,
                                  restore_signals, run_evdev, run_terminal, terminal_size)
-    from keyboard_ui.journal import Journal, read_journal_text, set_aside
-    from keyboard_ui.recording import EventRecorder
+    from keyboard_ui.journal import Journal, JournalLock, read_journal_text, set_aside
+    from keyboard_ui.recording import EventRecorder, check_record_target
     from keyboard_ui.render import ENTER_ALTERNATE_SCREEN, LEAVE_ALTERNATE_SCREEN, TerminalScreen
     from keyboard_ui.terminal_input import RawTerminal, TerminalKeySource
 
     stdin_fd, stdout = 0, sys.stdout  # fd 0 even when sys.stdin was replaced
     journal_path = _journal_path(args, replay=False)
-    restored_text = read_journal_text(journal_path) if journal_path else ""
-    if restored_text:
-        restore = args.restore == "yes"
-        if args.restore == "ask":
-            # no terminal to ask on (a service): restoring never loses text, declining might
-            restore = not os.isatty(stdin_fd) or ask_yes_no(
-                f"edgetype: restore {len(restored_text)} characters from {journal_path}? [y/N] ", stdin_fd)
-        if not restore:
-            kept = set_aside(journal_path)
-            print(f"edgetype: previous journal kept as {kept}", file=sys.stderr)
-            restored_text = ""
+    if args.record:
+        check_record_target(args.record, journal=journal_path)
+    lock = JournalLock(journal_path) if journal_path else None  # one owner, taken before reading
+    try:
+        restored_text = read_journal_text(journal_path) if journal_path else ""
+        if restored_text:
+            restore = args.restore == "yes"
+            if args.restore == "ask":
+                # no terminal to ask on (a service): restoring never loses text, declining might
+                restore = not os.isatty(stdin_fd) or ask_yes_no(
+                    f"edgetype: restore {len(restored_text)} characters from {journal_path}? [y/N] ", stdin_fd)
+            if not restore:
+                kept = set_aside(journal_path)
+                print(f"edgetype: previous journal kept as {kept}", file=sys.stderr)
+                restored_text = ""
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
 
     previous_signals = install_shutdown_signals()
     keyboards = raw_terminal = journal = recorder = session = watcher = None
@@ -213,7 +235,7 @@ def _run_interactive(args) -> int:
         session = open_engine_session(args.bundle, args.backend)
         if restored_text:
             session.insert(restored_text)
-        journal = Journal(journal_path, base_text=session.text) if journal_path else None
+        journal = Journal(journal_path, base_text=session.text, lock=lock) if journal_path else None
         recorder = EventRecorder(args.record) if args.record else None
 
         def write(data: str) -> None:
@@ -242,6 +264,8 @@ def _run_interactive(args) -> int:
         for closeable in (journal, recorder, session):
             if closeable is not None:
                 _quietly(closeable.close)
+        if lock is not None:
+            lock.release()  # idempotent: the journal's close released it already
         if raw_terminal is not None:
             _quietly(raw_terminal.restore)
         if entered_alternate_screen:

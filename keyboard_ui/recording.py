@@ -10,6 +10,8 @@ lines starting with `#` are ignored (comments in hand-written test recordings).
 from __future__ import annotations
 
 import json
+import os
+import stat
 from typing import IO, NamedTuple
 
 from runtime.errors import UserError
@@ -24,8 +26,27 @@ class InputEvent(NamedTuple):
     value: int
 
 
+MAX_RECORDING_BYTES = 64 << 20  # ~1M events; a replay file larger than this is refused (reads are capped)
+MAX_EVENT_SEC = 7 * 24 * 3600.0  # a session longer than a week is not a recording (--realtime sleeps to it)
+
+
 class RecordingError(UserError):
     """A replay file that cannot be read."""
+
+
+def check_record_target(record: str, replay: str | None = None, journal: str | None = None) -> None:
+    """`--record FILE` must not be the replay being read nor the journal (it would truncate them)."""
+    for option, other in (("--replay", replay), ("--journal", journal)):
+        if other is None:
+            continue
+        same = os.path.abspath(record) == os.path.abspath(other)
+        try:
+            same = same or os.path.samefile(record, other)
+        except OSError:
+            pass  # one of them does not exist yet: not the same file
+        if same:
+            raise UserError(f"--record {record} is the {option} file: recording would truncate it; "
+                            "pick another path")
 
 
 class EventRecorder:
@@ -53,7 +74,7 @@ def _int_field(record: dict, name: str, path: str, line_number: int, low: int, h
     value = record.get(name)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise RecordingError(
-            f"{path}:{line_number}: field {name!r} must be an integer in [{low}, {high}], got {value!r}; "
+            f"{path}:{line_number}: field {name!r} must be an integer in [{low}, {high}], got {str(value)[:40]}; "
             'expected {"sec": float, "type": int, "code": int, "value": int}'
         )
     return value
@@ -62,8 +83,18 @@ def _int_field(record: dict, name: str, path: str, line_number: int, low: int, h
 def read_recording(path: str) -> list[InputEvent]:
     """All events of a recording; a malformed line raises `RecordingError` naming its number."""
     try:
-        with open(path, encoding="utf-8") as file:
-            lines = file.read().splitlines()
+        with open(path, "rb") as file:
+            mode = os.fstat(file.fileno()).st_mode
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISDIR(mode):
+                raise RecordingError(f"--replay {path}: not a regular file (a device or directory); "
+                                     "pass a recording written by --record")
+            raw = file.read(MAX_RECORDING_BYTES + 1)  # capped: a pipe or a huge file cannot exhaust memory
+        if len(raw) > MAX_RECORDING_BYTES:
+            raise RecordingError(f"--replay {path}: larger than {MAX_RECORDING_BYTES >> 20} MiB; "
+                                 "split the recording")
+        lines = raw.decode("utf-8").splitlines()
+    except IsADirectoryError:
+        raise RecordingError(f"--replay {path}: is a directory; pass a recording written by --record") from None
     except OSError as error:
         raise RecordingError(f"--replay {path}: cannot read ({error.strerror})") from error
     except UnicodeDecodeError as error:
@@ -78,11 +109,15 @@ def read_recording(path: str) -> list[InputEvent]:
             record = json.loads(stripped)
         except json.JSONDecodeError as error:
             raise RecordingError(f"{path}:{line_number}: not a JSON object ({error.msg})") from error
+        except (ValueError, RecursionError) as error:  # a 5,000-digit number, 100,000 nested arrays
+            raise RecordingError(f"{path}:{line_number}: not a JSON object ({str(error)[:80]})") from None
         if not isinstance(record, dict):
             raise RecordingError(f"{path}:{line_number}: not a JSON object")
         sec = record.get("sec")
-        if isinstance(sec, bool) or not isinstance(sec, (int, float)) or sec < 0 or sec != sec:
-            raise RecordingError(f"{path}:{line_number}: field 'sec' must be a number >= 0, got {sec!r}")
+        if (isinstance(sec, bool) or not isinstance(sec, (int, float))
+                or not 0 <= sec <= MAX_EVENT_SEC):
+            raise RecordingError(f"{path}:{line_number}: field 'sec' must be a number in [0, {MAX_EVENT_SEC:.0f}] "
+                                 f"(seconds since the recording started), got {str(sec)[:40]}")
         if sec < previous_sec:
             raise RecordingError(f"{path}:{line_number}: 'sec' goes backwards ({sec} < {previous_sec})")
         previous_sec = float(sec)
