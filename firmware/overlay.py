@@ -12,6 +12,7 @@ import json
 import tarfile
 from pathlib import Path
 
+from firmware.images import BOARD_PACKAGES, MIN_PYTHON, Image, image_for
 from runtime.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,12 +38,20 @@ def default_bundle_dir(board: str, repo: Path = REPO) -> Path:
     return repo / "models" / "bundles" / f"{chip}-{quant}-w128"
 
 
-def default_settings(board: str) -> str:
+def default_settings(board: str, image: Image | None = None) -> str:
     chip, quant = board_chip(board)
+    image = image or image_for(None, board)
+    hints = "".join(f"EDGETYPE_ADD_{name.upper()}=\"{image.add[name]}\"\n"
+                    for name in BOARD_PACKAGES if name in image.add)
     return (
         "# edgetype settings, read by /etc/init.d/S99edgetype and edgetype.service\n"
         f"EDGETYPE_BOARD_NAME={board}\n"
         f"EDGETYPE_CHIP={chip}\n"
+        f"# the image this overlay was built for ({image.description})\n"
+        f"EDGETYPE_IMAGE={image.name}\n"
+        f"EDGETYPE_MIN_PYTHON={MIN_PYTHON[0]}.{MIN_PYTHON[1]}\n"
+        "# what the init script says when a package is missing (firmware/images.py)\n"
+        + hints +
         "EDGETYPE_HOME=/opt/edgetype\n"
         "EDGETYPE_BUNDLE=/opt/edgetype/bundle\n"
         "EDGETYPE_BACKEND=tpu\n"
@@ -87,16 +96,19 @@ def _bundle_files(bundle: Path, board: str) -> tuple[list[tuple[str, Path]], dic
 
 
 def build_overlay(board: str, output: str | Path, *, bundle: str | Path | None = None,
-                  with_bundle: bool = True, repo: Path = REPO) -> dict:
-    """Write the overlay .tar.gz; return what went in (also stored as opt/edgetype/overlay.json)."""
+                  with_bundle: bool = True, repo: Path = REPO, image: str | None = None) -> dict:
+    """Write the overlay .tar.gz; return what went in (also stored as opt/edgetype/overlay.json).
+
+    `image` (firmware/images.py) defaults to the one recommended for `board`."""
     chip, quant = board_chip(board)
+    profile = image_for(image, board)
     members: list[tuple[str, bytes, int]] = []  # (path in rootfs, content, mode)
 
     def add_file(name: str, path: Path, mode: int = 0o644):
         members.append((name, path.read_bytes(), mode))
 
     add_file("etc/init.d/S99edgetype", FILES / "S99edgetype.sh", 0o755)
-    members.append(("etc/default/edgetype", default_settings(board).encode(), 0o644))
+    members.append(("etc/default/edgetype", default_settings(board, profile).encode(), 0o644))
     add_file("opt/edgetype/share/edgetype.service", FILES / "edgetype.service")
     add_file("opt/edgetype/README.md", FILES / "README.md")
     for name, path in _package_files(repo):
@@ -109,6 +121,7 @@ def build_overlay(board: str, output: str | Path, *, bundle: str | Path | None =
             add_file(name, path)
     record = {
         "overlay_format": OVERLAY_FORMAT, "board": board, "chip": chip, "quant": quant,
+        "image": profile.name,
         "bundle": None if manifest is None else {
             "model_id": manifest.get("model_id"), "chip": manifest.get("chip"),
             "quant": manifest.get("quant"), "window": manifest.get("window")},

@@ -167,6 +167,7 @@ class Demo:
 
         result = {
             "text": self.session.text,
+            "suggestions": list(self.suggestions),  # shown after the last keystroke
             "keystrokes": self.keystrokes,
             "accepted": self.accepted,
             "backend": self.session.backend_name,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from runtime.errors import UserError
@@ -25,7 +26,12 @@ _SUBCOMMAND_MODULES = [
     "firmware.cli",  # firmware overlay
 ]
 # Packages a board install may leave out; any other import failure is a bug and is raised.
-_HOST_ONLY_PACKAGES = {"model_export", "board_tests"}
+_HOST_ONLY_PACKAGES = {"model_export", "board_tests", "firmware"}
+# Third-party packages the board code needs; without them a command cannot start, and says so in
+# one line. The init script exports EDGETYPE_ADD_<NAME> (firmware/images.py: how to add it on
+# the image the overlay was built for).
+_REQUIRED_PACKAGES = {"numpy": "pip install numpy; Debian: apt-get install python3-numpy; "
+                               "buildroot: BR2_PACKAGE_PYTHON_NUMPY=y"}
 _GROUPS = {
     "eval": "measure suggestion quality (EVALUATION.md)",
     "bench": "measure speed (EVALUATION.md)",
@@ -52,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
         except ModuleNotFoundError as error:
             # A board install carries only the on-board packages (firmware/README.md): the
             # host-only ones are absent there, and their commands are simply not offered.
-            if error.name != package or package not in _HOST_ONLY_PACKAGES:
+            # the overlay ships board_tests/onboard but not board_tests/cli.py: the missing
+            # module may be the package or the sub-module
+            missing_name = error.name or ""
+            if package not in _HOST_ONLY_PACKAGES or missing_name not in (package, module_name):
                 raise
             missing.append(package)
             continue
@@ -63,7 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except ModuleNotFoundError as error:
+        if error.name not in _REQUIRED_PACKAGES:
+            raise
+        hint = os.environ.get(f"EDGETYPE_ADD_{error.name.upper()}") or _REQUIRED_PACKAGES[error.name]
+        print(f"edgetype: error: {sys.executable} has no {error.name} (edgetype's model runs on "
+              f"it): {hint}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -6,12 +6,19 @@ import platform
 
 
 def info_report() -> dict:
-    from tpu_driver import gateway
     from tpu_driver.backends import available_backends
 
     backends = {name: a.as_dict() for name, a in available_backends().items()}
+    try:
+        from tpu_driver import gateway
+
+        tpu_device, board_chip = gateway.tpu_device_path(), gateway.board_chip()
+    except ModuleNotFoundError as error:  # an image without cffi (Milk-V V2): tpu says why above
+        if error.name != "cffi":
+            raise
+        tpu_device = board_chip = None
     report = {"backends": backends, "machine": platform.machine(), "python": platform.python_version(),
-              "tpu_device": gateway.tpu_device_path(), "board_chip": gateway.board_chip()}
+              "tpu_device": tpu_device, "board_chip": board_chip}
     try:
         from model_export.toolchain import TPU_MLIR_VERSION, toolchain_dir, tpu_mlir_version
 
