@@ -41,6 +41,7 @@ def board_session(port: str, *, user: str, password: str, login_timeout_s: float
         else:
             device = port
         console = BoardConsole(open_port(device), name=port, log=log, user=user, password=password)
+        console.simulated_board = board  # None on a real port
         try:
             progress(f"logging in on {port}")
             console.login(timeout_s=login_timeout_s)
@@ -78,14 +79,24 @@ def cmd_board_test(args) -> int:
     if args.port.startswith("sim://") and sim_bundle is None and "bundle=" not in args.port:
         progress("note: no bundle under models/bundles/ for the simulated board: the suite's "
                  "bundle tests will fail (pass --bundle DIR)")
-    tarball = build_suite_tarball(suite_dir=Path(args.suite) if args.suite else None,
-                                  with_packages=not args.no_packages)
+    installed = args.installed or (args.port.startswith("sim://") and not args.suite
+                                   and not args.upload and not args.no_packages)
+    if installed and args.suite:
+        raise UserError("--installed runs the suite the overlay installed: drop --suite")
+    tarball = None if installed else build_suite_tarball(
+        suite_dir=Path(args.suite) if args.suite else None, with_packages=not args.no_packages)
     try:
         with board_session(args.port, user=args.user, password=args.password,
                            login_timeout_s=args.login_timeout, log_path=args.log,
                            sim_bundle=sim_bundle) as console:
             report = run_suite(console, port=args.port, tarball=tarball, board_dir=args.board_dir,
                                env=env, keyword=args.k, python=args.python, timeout_s=args.timeout)
+            simulated = console.simulated_board
+            if simulated is not None and report.tree is not None:
+                report.tree["python"] = str(simulated.board_python)
+                report.tree["image"] = simulated.image
+                if simulated.overlay is not None:  # the overlay the simulated board has installed
+                    report.tree["installed"] = simulated.overlay.describe()
     except BoardError as error:  # never got as far as running the suite
         report = SuiteReport(port=args.port, board_error=str(error))
     except UserError as error:  # the port could not be opened, a bad sim:// option
@@ -138,6 +149,12 @@ def register(subparsers, groups):
                       help="run these test_*.py files instead of board_tests/onboard's")
     test.add_argument("--no-packages", action="store_true",
                       help="do not upload runtime/ tpu_driver/ ...: use those installed on the board")
+    test.add_argument("--installed", action="store_true",
+                      help="upload nothing: run the suite the firmware overlay installed "
+                           "(/opt/edgetype/lib); the default on sim://, whose board has the "
+                           "overlay of this checkout installed")
+    test.add_argument("--upload", action="store_true",
+                      help="on sim://: upload the suite and packages instead (as on a bare board)")
     test.add_argument("-k", metavar="SUBSTRING", help="only tests whose id contains this")
     test.add_argument("--python", default="python3", help="python on the board")
     test.add_argument("--timeout", type=float, default=900.0, metavar="S",

@@ -7,7 +7,14 @@ to /dev/ttyUSB0; on the master side this module plays the board's console:
 The shell runs in a sandbox directory that stands for the board's file system (HOME is
 SANDBOX/root); the board paths the on-board suite reads come from environment variables pointing
 into it (EDGETYPE_BUNDLE, EDGETYPE_ION_SUMMARY, EDGETYPE_INPUT_DEVICES, EDGETYPE_TPU_MODULE_DIR),
-the backend is `cmodel` (EDGETYPE_BACKEND), and `python3` is this host's Python (with numpy).
+the backend is `cmodel` (EDGETYPE_BACKEND).
+
+What ships is what runs: at start the firmware overlay is built from this checkout and extracted
+into the sandbox (board_tests/overlay_root.py), as `tar -xzf -C /` does on a board, and `python3`
+on the shell's PATH is a virtual environment standing for the image's python3: the standard
+library plus exactly the image's third-party packages (firmware/images.py; `image=debian` by
+default: numpy, cffi, evdev, pyserial), nothing of the host's. The cmodel backend finds the
+simulator library through EDGETYPE_CVIRUNTIME (the board's /mnt/system/lib stands there).
 
 What is simulated and what is not: the console, login, shell and file system behave like the
 board's; the TPU is the tpu-mlir cmodel; there is no ION debugfs (the ION test skips, saying so);
@@ -16,7 +23,10 @@ board's; the TPU is the tpu-mlir cmodel; there is no ION debugfs (the ION test s
 Options (URL query): password=milkv, hostname=milkv-duo, backend=cmodel, shell=/bin/sh|busybox
 (busybox: `busybox sh`, the board's ash with line editing), bundle=DIR (appears as
 /opt/edgetype/bundle), reboot_after_s=S (the board "reboots" S seconds after login: shell killed,
-U-Boot banner, login prompt), noise=1 (the line only carries bytes at a wrong baud rate).
+U-Boot banner, login prompt), noise=1 (the line only carries bytes at a wrong baud rate),
+image=debian|milkv-v2|milkv-v1 and board=duo256m|duo|licheerv-nano (the overlay installed),
+python=X.Y (the board python's version, e.g. 3.9 for the V1 image's; default this host's),
+overlay=0 (an empty board: nothing installed, python3 still the image's).
 """
 from __future__ import annotations
 
@@ -71,22 +81,13 @@ def host_simulator_library() -> str | None:
     return str(path) if path and Path(path).is_file() else None
 
 
-def host_toolchain_dir() -> str | None:
-    try:
-        from model_export.toolchain import toolchain_dir
-        path = toolchain_dir()
-    except Exception:  # noqa: BLE001 - no toolchain: reported by the cmodel backend on the board
-        return None
-    return str(path) if path and Path(path).is_dir() else None
-
-
 def parse_sim_url(url: str) -> dict:
     parsed = urlparse(url)
     if parsed.scheme != "sim":
         raise UserError(f"not a sim:// URL: {url}")
     options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
     known = {"password", "hostname", "backend", "bundle", "reboot_after_s", "noise", "sandbox",
-             "shell"}
+             "shell", "image", "board", "python", "overlay"}
     unknown = set(options) - known
     if unknown:
         raise UserError(f"sim:// options {sorted(unknown)} unknown; known: {sorted(known)}")
@@ -100,7 +101,8 @@ class SimulatedBoard:
                  backend: str = "cmodel", bundle: str | None = None,
                  reboot_after_s: float | None = None, noise: bool = False,
                  sandbox: str | None = None, extra_env: dict | None = None,
-                 shell: str = "/bin/sh"):
+                 shell: str = "/bin/sh", image: str = "debian", board: str = "duo256m",
+                 python: str | None = None, overlay: bool = True):
         self.password = password
         self.hostname = hostname
         self.backend = backend
@@ -109,6 +111,12 @@ class SimulatedBoard:
         self.noise = noise
         self.extra_env = extra_env or {}
         self.shell = shell  # "busybox" runs `busybox sh` (ash with line editing, as on the board)
+        self.image = image
+        self.board = board
+        self.python_version = python
+        self.install_overlay = overlay
+        self.overlay = None  # board_tests.overlay_root.OverlayRoot once installed
+        self.board_python = None  # the image's python3 (bin/python of its virtual environment)
         self._own_sandbox = sandbox is None
         self.sandbox = Path(sandbox or tempfile.mkdtemp(prefix="edgetype-simboard-"))
         self._stop = threading.Event()
@@ -121,11 +129,27 @@ class SimulatedBoard:
     @classmethod
     def from_url(cls, url: str) -> "SimulatedBoard":
         o = parse_sim_url(url)
+        from firmware.images import IMAGES
+        from firmware.overlay import BOARDS
+
+        if o.get("image", "debian") not in IMAGES:
+            raise UserError(f"sim://?image={o['image']}: use one of {', '.join(IMAGES)}")
+        if o.get("board", "duo256m") not in BOARDS:
+            raise UserError(f"sim://?board={o['board']}: use one of {', '.join(BOARDS)}")
+        if "reboot_after_s" in o:
+            try:
+                reboot = float(o["reboot_after_s"])
+            except ValueError:
+                reboot = float("nan")
+            if not 0 < reboot < 1e6:  # nan fails both
+                raise UserError(f"sim://?reboot_after_s={o['reboot_after_s']}: give seconds > 0")
         return cls(password=o.get("password", "milkv"), hostname=o.get("hostname", "milkv-duo"),
                    backend=o.get("backend", "cmodel"), bundle=o.get("bundle"),
                    reboot_after_s=float(o["reboot_after_s"]) if "reboot_after_s" in o else None,
                    noise=o.get("noise", "0") not in ("0", ""), sandbox=o.get("sandbox"),
-                   shell=o.get("shell", "/bin/sh"))
+                   shell=o.get("shell", "/bin/sh"), image=o.get("image", "debian"),
+                   board=o.get("board", "duo256m"), python=o.get("python"),
+                   overlay=o.get("overlay", "1") not in ("0", ""))
 
     # ----------------------------------------------------------------- the board's file system
     def _make_sandbox(self) -> None:
@@ -134,13 +158,14 @@ class SimulatedBoard:
                   "dev/input", "etc/init.d"):
             (s / d).mkdir(parents=True, exist_ok=True)
         (s / "proc/bus/input/devices").write_text(SIM_KEYBOARD)
-        tooling = s / "host-tooling"
-        tooling.mkdir(exist_ok=True)
-        host_model_export = Path(__file__).resolve().parent.parent / "model_export"
-        if host_model_export.is_dir() and not (tooling / "model_export").exists():
-            (tooling / "model_export").symlink_to(host_model_export)
         (s / "dev/input/event0").touch()  # stands for the simulated keyboard's node
         (s / "mnt/system/ko/cv180x_tpu.ko").touch()  # never loaded: the cmodel needs no module
+        from board_tests import overlay_root
+
+        python = overlay_root.find_python(self.python_version) if self.python_version else None
+        self.board_python = overlay_root.board_python(self.image, python)
+        if self.install_overlay:  # what `edgetype board deploy` / `tar -xzf -C /` puts there
+            self.overlay = overlay_root.build_root(s, board=self.board, image=self.image)
         if self.bundle:
             link = s / "opt/edgetype/bundle"
             if link.is_symlink() or link.exists():
@@ -150,21 +175,18 @@ class SimulatedBoard:
     def shell_env(self) -> dict:
         s = self.sandbox
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-        # The board has only what was uploaded onto it, plus (here) the host tooling the cmodel
-        # backend uses to find the simulator library: model_export (toolchain discovery) and the
-        # toolchain folder resolved with the host's HOME (the shell's HOME is the sandbox's).
-        env["PYTHONPATH"] = str(s / "host-tooling")
-        if "EDGETYPE_TOOLCHAIN_DIR" not in env:
-            toolchain = host_toolchain_dir()
-            if toolchain:
-                env["EDGETYPE_TOOLCHAIN_DIR"] = toolchain
+        # The board has only what the overlay installed and what is uploaded onto it: no host
+        # Python path; the simulator library stands where the board's libcviruntime.so would.
+        for name in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV"):
+            env.pop(name, None)
         if "EDGETYPE_CVIRUNTIME" not in env:  # the board's /mnt/system/lib: here the cmodel's
             library = host_simulator_library()
             if library:
                 env["EDGETYPE_CVIRUNTIME"] = library
         env.update({
             "HOME": str(s / "root"), "PS1": f"[root@{self.hostname}]~# ", "PS2": "> ",
-            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+            # python3 is the image's (stdlib + its packages only), not this host's venv
+            "PATH": f"{Path(self.board_python).parent}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
             "TERM": "vt100", "SHELL": "/bin/sh", "TMPDIR": str(s / "tmp"),
             "EDGETYPE_BOARD": "sim",
             "EDGETYPE_ROOT": str(s),  # `board deploy` extracts the overlay here, not into /

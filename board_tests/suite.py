@@ -70,6 +70,7 @@ class SuiteReport:
     summary: dict | None = None  # the runner's own ET-SUMMARY (None when it never finished)
     board_error: str | None = None
     upload: dict | None = None
+    tree: dict | None = None  # which file tree ran: {"kind": "overlay"|"upload", "lib", "overlay"}
     seconds: float = 0.0
 
     def count(self, outcome: str) -> int:
@@ -87,11 +88,14 @@ class SuiteReport:
             "skipped": self.count("skipped"), "errors": self.count("error"),
             "finished": self.summary is not None, "board_error": self.board_error,
             "info": self.info, "results": self.results, "measures": self.measures,
-            "upload": self.upload, "seconds": round(self.seconds, 2),
+            "upload": self.upload, "tree": self.tree, "seconds": round(self.seconds, 2),
         }
 
     def summary_text(self) -> str:
         lines = []
+        if self.tree:
+            lines.append(f"tree: {self.tree['kind']} {self.tree.get('lib')}"
+                         + (f" (overlay {self.tree['overlay']})" if self.tree.get("overlay") else ""))
         if self.info:
             lines.append(f"board {self.info.get('board')} backend {self.info.get('backend')}, "
                          f"python {self.info.get('python')} on {self.info.get('machine')}, "
@@ -137,13 +141,25 @@ def parse_runner_output(text: str, report: SuiteReport) -> None:
                 break
 
 
-def run_suite(console: BoardConsole, *, port: str, tarball: bytes, board_dir: str | None = None,
-              env: dict | None = None, keyword: str | None = None, python: str = "python3",
-              timeout_s: float = 900.0) -> SuiteReport:
-    """Upload and run the suite on a logged-in console; board errors land in the report."""
+INSTALLED_LIB = "${EDGETYPE_ROOT:-}/opt/edgetype/lib"  # where the overlay puts the packages
+
+
+def run_suite(console: BoardConsole, *, port: str, tarball: bytes | None,
+              board_dir: str | None = None, env: dict | None = None, keyword: str | None = None,
+              python: str = "python3", timeout_s: float = 900.0) -> SuiteReport:
+    """Upload and run the suite on a logged-in console; board errors land in the report.
+
+    `tarball=None`: upload nothing and run the suite the firmware overlay installed
+    (INSTALLED_LIB): the board's own file tree is what runs."""
     report = SuiteReport(port=port)
     started = time.monotonic()
     try:
+        if tarball is None:
+            report.tree = {"kind": "overlay", "lib": INSTALLED_LIB}
+            _run_runner(console, report, port=port, cd="${HOME:-/}", pythonpath=INSTALLED_LIB,
+                        env=env, keyword=keyword, python=python, timeout_s=timeout_s)
+            report.seconds = time.monotonic() - started
+            return report
         if board_dir is None:
             home = console.run("echo $HOME", timeout_s=10).output.strip() or "/root"
             board_dir = f"{home}/edgetype-test"
@@ -157,25 +173,38 @@ def run_suite(console: BoardConsole, *, port: str, tarball: bytes, board_dir: st
         q_dir = shlex.quote(board_dir)
         console.run(f"cd {q_dir} && rm -rf board_tests runtime tpu_driver kv_window keyboard_ui "
                     f"&& tar -xzf suite.tar.gz", timeout_s=120, check=True)
-        has_python = console.run(f"command -v {shlex.quote(python)}", timeout_s=10)
-        if has_python.exit_code != 0:
-            raise BoardError(f"{port}: no {python} on the board (the suite needs python3 + numpy)")
-        assignments = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in (env or {}).items())
-        command = (f"cd {q_dir} && {assignments} PYTHONPATH={q_dir}${{PYTHONPATH:+:$PYTHONPATH}} "
-                   f"PYTHONDONTWRITEBYTECODE=1 "
-                   f"{shlex.quote(python)} -m board_tests.onboard.runner"
-                   + (f" -k {shlex.quote(keyword)}" if keyword else "") + " 2>&1")
-        progress(f"running the on-board suite ({python} -m board_tests.onboard.runner)")
-        result = console.run(command, timeout_s=timeout_s)
-        parse_runner_output(result.output, report)
-        if report.summary is None and report.board_error is None:
-            tail = " | ".join(result.output.strip().splitlines()[-3:])
-            report.board_error = f"the runner exited {result.exit_code} without a summary: {tail}"
+        report.tree = {"kind": "upload", "lib": board_dir}
+        # the uploaded files first; packages not uploaded (--no-packages) come from the overlay
+        _run_runner(console, report, port=port, cd=q_dir, pythonpath=f"{q_dir}:{INSTALLED_LIB}",
+                    env=env, keyword=keyword, python=python, timeout_s=timeout_s)
     except BoardError as error:
         parse_runner_output(getattr(error, "partial_output", ""), report)
         report.board_error = str(error)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _run_runner(console: BoardConsole, report: SuiteReport, *, port: str, cd: str,
+                pythonpath: str, env: dict | None, keyword: str | None, python: str,
+                timeout_s: float) -> None:
+    has_python = console.run(f"command -v {shlex.quote(python)}", timeout_s=10)
+    if has_python.exit_code != 0:
+        raise BoardError(f"{port}: no {python} on the board (the suite needs python3 + numpy)")
+    assignments = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in (env or {}).items())
+    command = (f"cd {cd} && {assignments} PYTHONPATH={pythonpath}${{PYTHONPATH:+:$PYTHONPATH}} "
+               f"PYTHONDONTWRITEBYTECODE=1 "
+               f"{shlex.quote(python)} -m board_tests.onboard.runner"
+               + (f" -k {shlex.quote(keyword)}" if keyword else "") + " 2>&1")
+    progress(f"running the on-board suite ({python} -m board_tests.onboard.runner, "
+             f"{report.tree['kind']} tree)")
+    result = console.run(command, timeout_s=timeout_s)
+    parse_runner_output(result.output, report)
+    if report.summary is None and report.board_error is None:
+        tail = " | ".join(result.output.strip().splitlines()[-3:])
+        report.board_error = f"the runner exited {result.exit_code} without a summary: {tail}"
+    if report.info.get("lib"):  # where the board's python really imported the packages from
+        report.tree["lib"] = report.info["lib"]
+        report.tree["overlay"] = report.info.get("overlay")
 
 
 def console_tmp_file(data: bytes) -> str:

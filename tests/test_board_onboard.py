@@ -269,6 +269,12 @@ def test_onboard_suite_runs_on_the_simulated_board_with_a_tiny_numpy_bundle(tmp_
     assert outcomes["test_keyboard.py::test_a_keyboard_is_attached"] == "passed"
     assert outcomes["test_ion.py::test_no_ion_leak_after_repeated_model_loads"] == "skipped"
     assert all("not a board number" in m["note"] for m in report["measures"])
+    # what ran is the overlay the simulated board has installed, on the image's python3
+    tree = report["tree"]
+    assert tree["kind"] == "overlay" and report["upload"] is None
+    assert tree["lib"] == tree["installed"]["lib"] and tree["lib"].endswith("/opt/edgetype/lib")
+    assert tree["overlay"]["image"] == tree["installed"]["image"] == "debian"
+    assert report["info"]["pytest"] is False  # the image's python has no pytest: nothing else
 
 
 def make_compiled_tiny_bundle(directory: Path) -> Path:

@@ -54,6 +54,22 @@ def _importable(name: str) -> bool:
     return True
 
 
+def tree_info() -> dict:
+    """Which file tree this runs from: the lib dir the packages came from and, when it is an
+    installed firmware overlay, what its overlay.json says it is."""
+    import runtime
+
+    lib = os.path.dirname(os.path.dirname(os.path.abspath(runtime.__file__)))
+    info = {"lib": lib, "overlay": None}
+    try:
+        with open(os.path.join(os.path.dirname(lib), "overlay.json")) as f:
+            record = json.load(f)
+        info["overlay"] = {k: record.get(k) for k in ("board", "image", "overlay_format", "chip")}
+    except (OSError, ValueError):
+        pass
+    return info
+
+
 def outcome_of(error: BaseException | None) -> str:
     if error is None:
         return "passed"
@@ -77,6 +93,7 @@ def run(keyword: str | None = None, out=sys.stdout) -> dict:
         info["numpy"] = numpy.__version__
     except ImportError:
         info["numpy"] = None
+    info.update(tree_info())
     print("ET-INFO " + json.dumps(info, sort_keys=True), file=out, flush=True)
     started = time.perf_counter()
     for filename, name, function in discover(keyword):

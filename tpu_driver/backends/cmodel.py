@@ -19,7 +19,13 @@ from tpu_driver.backends.cvimodel_backend import CvimodelBackend
 NAME = "cmodel"
 
 
+def _env_library() -> str | None:
+    """$EDGETYPE_CVIRUNTIME (gateway's discovery order): needs no host tooling to find it."""
+    return os.environ.get("EDGETYPE_CVIRUNTIME") or None
+
+
 def simulator_library(explicit=None) -> gateway.Library:
+    explicit = explicit or _env_library()
     if explicit is None:
         from model_export.toolchain import INSTALL_HINT, simulator_library_path
 
@@ -39,6 +45,13 @@ def open_backend(source, library=None, program_index: int = 0, output_all_tensor
 
 
 def availability() -> Availability:
+    if _env_library():  # e.g. the simulated board: the simulator stands where the board's library is
+        try:
+            library = simulator_library()
+        except UserError as error:
+            return Availability(NAME, False, str(error), _env_library(), None)
+        return Availability(NAME, True, "x86 cv18xx simulator ($EDGETYPE_CVIRUNTIME)",
+                            str(library.path), None)
     try:
         from model_export.toolchain import INSTALL_HINT, simulator_library_path, tpu_mlir_version
     except ImportError:
