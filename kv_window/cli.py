@@ -16,7 +16,7 @@ from pathlib import Path
 
 from runtime.errors import UserError
 
-from kv_window.policies import POLICIES, POSITION_SCHEMES
+from kv_window.policies import DEFAULT_POLICY, POLICIES, POSITION_SCHEMES, policy_class
 
 
 def register(subparsers, groups):
@@ -24,12 +24,12 @@ def register(subparsers, groups):
     p = groups["eval"].add_parser("window", help="KV window fidelity vs full context (top-1, KL, KSR, step time)")
     p.add_argument("--text", required=True, help="UTF-8 text (or .gz) to evaluate on: held-out prose")
     p.add_argument("--window", type=int, default=None, help="slots W (default: the model's compiled window)")
-    p.add_argument("--policy", default="sink", choices=POLICIES)
+    p.add_argument("--policy", default=DEFAULT_POLICY, choices=POLICIES)
     p.add_argument("--positions", default=None, choices=POSITION_SCHEMES,
                    help="key positions: 'cache' (rank among kept tokens, StreamingLLM) or 'original' "
                         "(token index); default per policy (docs/kv-window.md)")
-    p.add_argument("--sink-tokens", type=int, default=4)
-    p.add_argument("--evict-batch", type=int, default=16)
+    p.add_argument("--sink-tokens", type=int, default=None, help="default per policy (4; fifo 1)")
+    p.add_argument("--evict-batch", type=int, default=None, help="default per policy (16; fifo 1)")
     p.add_argument("--backend", default="numpy", choices=("numpy", "onnx"))
     p.add_argument("--bundle", default=None, help="bundle or model directory (default: the shipped one)")
     p.add_argument("--random-weights", type=int, default=None, metavar="SEED",
@@ -44,10 +44,10 @@ def register(subparsers, groups):
     b.add_argument("--text", required=True, help="UTF-8 text (or .gz), repeated until --chars characters")
     b.add_argument("--chars", type=int, default=100000)
     b.add_argument("--window", type=int, default=None)
-    b.add_argument("--policy", default="sink", choices=POLICIES)
+    b.add_argument("--policy", default=DEFAULT_POLICY, choices=POLICIES)
     b.add_argument("--positions", default=None, choices=POSITION_SCHEMES)
-    b.add_argument("--sink-tokens", type=int, default=4)
-    b.add_argument("--evict-batch", type=int, default=16)
+    b.add_argument("--sink-tokens", type=int, default=None, help="default per policy (4; fifo 1)")
+    b.add_argument("--evict-batch", type=int, default=None, help="default per policy (16; fifo 1)")
     b.add_argument("--backend", default="numpy", choices=("numpy", "onnx"))
     b.add_argument("--bundle", default=None)
     b.add_argument("--random-weights", type=int, default=None, metavar="SEED",
@@ -118,7 +118,7 @@ def _measure(args, text, tokens, tokenizer, weights, cfg, bundle, full, ksr_full
     finally:
         backend.close()
     top1, kl = agreement(full, rows)
-    result = {"window": window, "policy": policy, "positions": kv.positions, "evict_batch": evict_batch,
+    result = {"window": window, "policy": policy, "positions": kv.positions, "evict_batch": kv.layout.batch,
               "steps": len(tokens), "top1_agreement": round(top1, 5), "kl_mean": round(kl, 6),
               "ksr_full": round(ksr_full, 5), "ksr_window": round(ksr(text, tokenizer, rows), 5)}
     result.update(summarize_steps(step_ms, changed))
@@ -155,8 +155,9 @@ def run_eval_window(args) -> int:
             if args.backend == "onnx" and w > cfg.window:
                 _log(f"sweep: skip W={w} (> onnx graph's {cfg.window} slots)")
                 continue
-            batch = min(args.evict_batch, max(1, w // 8))
             for policy in POLICIES:
+                wanted = policy_class(policy).default_evict_batch if args.evict_batch is None else args.evict_batch
+                batch = min(wanted, max(1, w // 8))
                 try:
                     row = _measure(args, text, tokens, tokenizer, weights, cfg, bundle, full, ksr_full, policy, w, batch)
                 except UserError as error:  # e.g. window too small for the policy's layout

@@ -46,14 +46,14 @@ def window_logits(backend, cfg: ModelConfig, embedding: np.ndarray, tokens, wind
     try:
         for i, token in enumerate(tokens):
             x[0, 0] = embedding[token]
-            occupied, pages = window.occupied, window.block_page.copy()
+            moves = window.slot_changes
             started = time.perf_counter()
             x_in.write(x)
             window.prepare_step()
             backend.run()
             window.commit_step()
             step_ms[i] = (time.perf_counter() - started) * 1e3
-            changed[i] = window.occupied != occupied + 1 or not np.array_equal(pages, window.block_page)
+            changed[i] = window.slot_changes != moves
             logits[i] = logits_out.read()[0]
             if progress is not None and i % 256 == 0:
                 progress(i, T)
@@ -198,7 +198,7 @@ def long_session(backend, cfg: ModelConfig, embedding: np.ndarray, tokens, windo
         for s in range(segments):
             for i in range(bounds[s], bounds[s + 1]):
                 x[0, 0] = embedding[tokens[i]]
-                occupied, pages = window.occupied, window.block_page.copy()
+                moves = window.slot_changes
                 started = time.perf_counter()
                 x_in.write(x)
                 window.prepare_step()
@@ -206,7 +206,7 @@ def long_session(backend, cfg: ModelConfig, embedding: np.ndarray, tokens, windo
                     backend.run()
                 window.commit_step()
                 step_ms[i] = (time.perf_counter() - started) * 1e3
-                changed[i] = window.occupied != occupied + 1 or not np.array_equal(pages, window.block_page)
+                changed[i] = window.slot_changes != moves
             rss.append(round(_rss_mb(), 2))
     finally:
         gc.enable()

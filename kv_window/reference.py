@@ -4,8 +4,9 @@
 kv_window/window.py (`KVWindow`, the fast path): it keeps a plain sorted list of kept token
 indices and a dict of every token's K/V, and each step recomputes attention over exactly those
 tokens with `runtime.reference_model.decode_step` (compact caches, no slots, no mask), applying the
-policy rules of kv_window/policies.py with plain Python. Rollback is a stack of snapshots. Nothing
-here is fast or allocation-free; that is the point.
+policy rules of kv_window/policies/ with plain Python (its own code, not the policy objects: only
+their slot layout and shared math are imported). Rollback is a stack of snapshots. Nothing here is
+fast or allocation-free; that is the point.
 
 `ArrayBackend` is the decode-step interface of docs/design.md over plain numpy arrays and
 `reference_model.decode_step`, so the fast window can be tested and measured without a bundle.
@@ -19,8 +20,9 @@ import numpy as np
 
 from runtime.reference_model import MASK_EMPTY, ModelConfig, alibi_slopes, decode_step, embed
 
-from kv_window.policies import (Layer0Query, Layout, check_policy, layer0_attention, page_upper_bound,
-                                page_usable, store_capacity)
+from kv_window.policies import DEFAULT_POLICY, policy_class, resolve_positions
+from kv_window.policies.layer0 import Layer0Query, layer0_attention
+from kv_window.policies.pages import page_upper_bound, page_usable, store_capacity
 
 
 class ArrayIO:
@@ -91,14 +93,16 @@ class ArrayBackend:
 class ReferenceWindow:
     """Plain twin of `KVWindow` driving the model itself: `step(token) -> logits (V,)`."""
 
-    def __init__(self, weights: dict, cfg: ModelConfig, policy: str = "sink", window: int | None = None,
-                 sink_tokens: int = 4, evict_batch: int = 16, positions: str | None = None,
+    def __init__(self, weights: dict, cfg: ModelConfig, policy: str = DEFAULT_POLICY, window: int | None = None,
+                 sink_tokens: int | None = None, evict_batch: int | None = None, positions: str | None = None,
                  max_rollback: int = 64, pages: int | None = None, recent: int | None = None,
                  store_tokens: int = 1024):
         self.weights, self.cfg, self.policy = weights, cfg, policy
-        self.positions = check_policy(policy, positions)
+        rules = policy_class(policy)  # its slot layout and defaults; the decisions are made below, plainly
+        self.positions = resolve_positions(rules, positions)
         self.window = window or cfg.window
-        self.layout = Layout(policy, self.window, sink_tokens, evict_batch, pages, recent)
+        self.layout = rules.make_layout(self.window, rules.default_sink_tokens if sink_tokens is None else sink_tokens,
+                                        rules.default_evict_batch if evict_batch is None else evict_batch, pages, recent)
         self.max_rollback = max_rollback
         self.store = store_capacity(self.window, max_rollback, self.layout.batch, store_tokens)
         self.query = Layer0Query(weights, cfg)

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from kv_window.policies import DEFAULT_POLICY, POLICIES
 from runtime.errors import UserError
 from runtime.ngram import DEFAULT_ORDER
 
@@ -29,7 +30,7 @@ def _add_model_args(parser, default_backend: str = "onnx") -> None:
     parser.add_argument("--bundle", metavar="DIR", help="bundle directory (default: the shipped one, "
                         "models/bundles/..., else models/default for onnx/numpy)")
     parser.add_argument("--window-policy", metavar="NAME", default=None,
-                        help="kv_window pruning policy (default sink), or append-only")
+                        help=f"kv_window pruning policy: {', '.join(POLICIES)} (default {DEFAULT_POLICY})")
     for name, metavar, constant, what in RANKING_OPTIONS:
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=None, metavar=metavar,
                             help=f"{what} (default runtime/engine.py {constant})")

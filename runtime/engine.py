@@ -39,6 +39,8 @@ import time
 
 import numpy as np
 
+from kv_window.policies import DEFAULT_POLICY, policy_class
+from kv_window.window import KVWindow
 from runtime.bundle import Bundle, load_bundle
 from runtime.errors import UserError
 from runtime.keystroke_core import open_core
@@ -47,81 +49,22 @@ from runtime.ranking import (LEXICON_MIN_PREFIX, LEXICON_WEIGHT, MAX_PARTIAL_CHA
                              RECENT_CAPACITY, RECENT_MIN_PREFIX, RECENT_TRIGRAM_BACKOFF, RECENT_WEIGHT,
                              SUGGESTION_SLACK, Ranker, Suggestion)
 from runtime.recent_words import RecentWords
-from runtime.reference_model import MASK_EMPTY, ModelConfig, load_weights
+from runtime.reference_model import ModelConfig, load_weights
 from runtime.session_text import SessionText
 from runtime.token_sync import TokenSync
 from runtime.tokenizer import Tokenizer, is_sentence_start
 
 
-class _AppendOnlyWindow:
-    """Minimal W-slot KV window, chosen by the policy name "append-only" (a baseline for kv_window).
-
-    Slot order = arrival order; the first token (BOS) stays as a sink in its slot; when full, the
-    oldest other token is evicted. `rollback(n)` empties the slots of the last n tokens. Positions
-    are absolute (`n_tokens` is the position of the next token); ALiBi only sees differences.
-    """
-
-    def __init__(self, backend, cfg: ModelConfig):
-        self.backend = backend
-        self.cfg = cfg
-        W = cfg.window
-        self.slot_pos = np.full(W, -1, dtype=np.int64)  # (W,) position held by each slot, -1 empty
-        self.mask = np.full((1, 1, 1, W), MASK_EMPTY, dtype=np.float32)  # (1,1,1,W) additive mask
-        self.dist = np.zeros((1, 1, 1, W), dtype=np.float32)  # (1,1,1,W) query minus key position
-        self._occupied = np.zeros(W, dtype=bool)  # (W,) scratch
-        self.n_tokens = 0
-        self._slot = -1
-        self._mask_in, self._dist_in = backend.input("mask"), backend.input("dist")
-        self._k_io = [(backend.input(f"k_cache_{l}"), backend.output(f"k_new_{l}")) for l in range(cfg.n_layers)]
-        self._v_io = [(backend.input(f"v_cache_{l}"), backend.output(f"v_new_{l}")) for l in range(cfg.n_layers)]
-
-    def prepare_step(self) -> None:
-        empty = int(self.slot_pos.argmin())
-        if self.slot_pos[empty] >= 0:  # full: evict the oldest non-sink token
-            empty = 1 + int(self.slot_pos[1:].argmin())
-            self.slot_pos[empty] = -1
-        self._slot = empty
-        np.greater_equal(self.slot_pos, 0, out=self._occupied)
-        mask, dist = self.mask.reshape(-1), self.dist.reshape(-1)
-        mask.fill(MASK_EMPTY)
-        mask[self._occupied] = 0.0
-        np.subtract(self.n_tokens, self.slot_pos, out=dist, casting="unsafe")
-        dist[~self._occupied] = 0.0
-        self._mask_in.write(self.mask)
-        self._dist_in.write(self.dist)
-
-    def commit_step(self) -> None:
-        s = self._slot
-        for k_cache, k_new in self._k_io:
-            k_cache.write(k_new.read(), index=(slice(None), slice(None), slice(None), slice(s, s + 1)))
-        for v_cache, v_new in self._v_io:
-            v_cache.write(v_new.read(), index=(slice(None), slice(None), slice(s, s + 1), slice(None)))
-        self.slot_pos[s] = self.n_tokens
-        self.n_tokens += 1
-
-    def rollback(self, n: int) -> None:
-        self.n_tokens = max(0, self.n_tokens - n)
-        self.slot_pos[self.slot_pos >= self.n_tokens] = -1
-
-    def reset(self) -> None:
-        self.slot_pos.fill(-1)
-        self.n_tokens = 0
-
-
-def _make_window(backend, bundle: Bundle, policy: str | None, max_rollback: int):
-    """kv_window.KVWindow by policy name (default "sink"), or the engine's `_AppendOnlyWindow`
-    when "append-only" is asked for by name."""
+def _make_window(backend, bundle: Bundle, policy: str | None, max_rollback: int) -> KVWindow:
+    """kv_window.KVWindow with policy `policy` (default "sink"; "fifo" is the minimal one: <bos> stays,
+    the oldest other token is evicted one at a time)."""
     cfg = bundle.config
-    if policy == "append-only":
-        return _AppendOnlyWindow(backend, cfg)
-    from kv_window.window import KVWindow
-
-    policy = policy or "sink"
+    rules = policy_class(policy or DEFAULT_POLICY)
     # heavy/pages score tokens with layer 0's attention computed on the host: they need the weights
-    weights = load_weights(bundle.weights_path, cfg) if policy in ("heavy", "pages") else None
-    # evict in batches of up to 16 slots, fewer for small windows (kv_window needs recent slots > batch)
-    evict_batch = max(1, min(16, cfg.window // 8))
-    return KVWindow(backend, cfg, policy=policy, max_rollback=max_rollback, evict_batch=evict_batch,
+    weights = load_weights(bundle.weights_path, cfg) if rules.needs_weights else None
+    # evict in batches of up to the policy's (16), fewer for small windows (kv_window needs recent slots > batch)
+    evict_batch = min(rules.default_evict_batch, max(1, cfg.window // 8))
+    return KVWindow(backend, cfg, policy=rules.name, max_rollback=max_rollback, evict_batch=evict_batch,
                     weights=weights)
 
 
@@ -136,7 +79,7 @@ class Session:
         self.cfg: ModelConfig = bundle.config
         self.tokenizer: Tokenizer = bundle.tokenizer
         self.backend = backend
-        self.window = window if window is not None else _AppendOnlyWindow(backend, self.cfg)
+        self.window = window if window is not None else _make_window(backend, bundle, "fifo", max(64, ring_size))
         self.core = open_core(core, self.cfg.vocab_size)
         self.text_buffer = SessionText()
         self.token_sync = TokenSync(self.tokenizer)
@@ -293,8 +236,8 @@ class Session:
 def open_session(bundle=None, backend: str = "onnx", window_policy: str | None = None, **opts) -> Session:
     """A Session on `bundle` (a Bundle, a directory, or None for the shipped default) and backend `name`.
 
-    window_policy: a kv_window policy ("sink" by default), or "append-only" for the engine's own
-    minimal window. opts: ring_size, prefill_max_tokens, core, the ranking weights (Session)."""
+    window_policy: a kv_window policy name (kv_window/policies/: "sink" by default; "fifo" is the minimal
+    one). opts: ring_size, prefill_max_tokens, core, the ranking weights (Session)."""
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle)
     from tpu_driver.backends import open_backend

@@ -42,7 +42,7 @@ def test_naive_recompute_costs_one_step_per_context_token(bundle):
     assert session.forward_calls - before == len(session.context_tokens)  # BOS + every token again
 
 
-@pytest.mark.parametrize("policy", ["sink", "append-only"])
+@pytest.mark.parametrize("policy", ["sink", "fifo"])
 def test_keystrokes_allocate_no_kv_sized_arrays(bundle, policy):
     """tracemalloc over 1,000 keystrokes: no keystroke allocates anything near one layer's K+V window."""
     cfg = bundle.config

@@ -4,6 +4,7 @@ import json
 import numpy as np
 
 from kv_window.fidelity import LogitsPredictor, agreement, full_context_logits, ksr
+from kv_window.policies import POLICIES
 from runtime.reference_model import ModelConfig, forward_sequence, init_weights
 from runtime.tokenizer import SPECIALS, Tokenizer
 
@@ -83,6 +84,6 @@ def test_eval_window_cli_json_and_plot(tmp_path, capsys):
     assert result["window"] == 32 and result["policy"] == "sink" and result["steps"] > 4 * 32
     assert 0.0 <= result["top1_agreement"] <= 1.0 and result["kl_mean"] >= 0.0
     assert result["evicting_steps"] > 0
-    assert {(r["policy"], r["window"]) for r in result["sweep"]} == {(p, w) for p in ("sliding", "sink", "heavy", "pages")
-                                                                    for w in (16, 32)}
+    assert {(r["policy"], r["window"]) for r in result["sweep"]} == {(p, w) for p in POLICIES for w in (16, 32)}
+    assert {r["policy"]: r["evict_batch"] for r in result["sweep"] if r["window"] == 32}["fifo"] == 1  # its own batch
     assert png.stat().st_size > 1000

@@ -17,10 +17,12 @@ TINY = ModelConfig(vocab_size=37, d_model=16, n_layers=2, n_heads=2, d_ff=32, wi
 TINY_WEIGHTS = init_weights(TINY, seed=5)
 TINY_WEIGHTS["embedding"] *= 30.0  # peaky attention, so that pruning changes the logits
 OPTS = dict(evict_batch=4, sink_tokens=2, max_rollback=12, store_tokens=48)
+# fifo runs with its own defaults (1 sink, batches of 1): the engine's window, exactly as it runs there
+POLICY_OPTS = {"fifo": dict(max_rollback=12)}
 
 
 def make_pair(policy, positions=None, cfg=TINY, weights=TINY_WEIGHTS, **opts):
-    opts = {**OPTS, **opts}
+    opts = {**POLICY_OPTS.get(policy, OPTS), **opts}
     backend = ArrayBackend(weights, cfg)
     window = KVWindow(backend, cfg, policy=policy, positions=positions, weights=weights, **opts)
     twin = ReferenceWindow(weights, cfg, policy=policy, positions=positions, **opts)
@@ -150,7 +152,7 @@ def test_every_step_writes_at_most_one_batch_of_slots(policy):
     counter = [0]
     wrapped = {name: CountingIO(io, counter) for name, io in backend._in.items()}
     backend.input = lambda name: wrapped[name]
-    window = KVWindow(backend, cfg, policy=policy, weights=TINY_WEIGHTS, **OPTS)
+    window = KVWindow(backend, cfg, policy=policy, weights=TINY_WEIGHTS, **POLICY_OPTS.get(policy, OPTS))
     slot = cfg.n_heads * cfg.head_dim  # elements of one slot of one K or V tensor
     per_step = []
     for token in np.random.default_rng(0).integers(0, cfg.vocab_size, size=200):
@@ -229,8 +231,10 @@ def test_constant_memory_over_a_long_session():
 
 def test_errors_name_what_to_do():
     backend = ArrayBackend(TINY_WEIGHTS, TINY)
-    with pytest.raises(UserError, match="policy"):
+    with pytest.raises(UserError, match="policy 'lru'; choose one of " + ", ".join(POLICIES)):
         KVWindow(backend, TINY, policy="lru")
+    with pytest.raises(UserError, match="choose one of"):
+        ReferenceWindow(TINY_WEIGHTS, TINY, policy="append-only")  # the engine's old name is gone
     with pytest.raises(UserError, match="compiled slots"):
         KVWindow(backend, TINY, window=TINY.window + 1)
     bare = ArrayBackend(TINY_WEIGHTS, TINY)
@@ -292,3 +296,30 @@ def test_window_on_the_onnx_backend(tmp_path):
                 twin.rollback(3)
         assert window.n_tokens == twin.n_tokens and list(window.kept_tokens()) == twin.kept_tokens()
     backend.close()
+
+
+def test_fifo_keeps_bos_and_evicts_the_oldest_token_one_at_a_time():
+    """`fifo` (the engine's minimal window): slot 0 keeps token 0 forever, the other W-1 slots hold the
+    most recent tokens, one eviction per step once full, key positions = token indices."""
+    backend, window, twin = make_pair("fifo")
+    assert (window.layout.sinks, window.layout.batch, window.positions) == (1, 1, "original")
+    W = TINY.window
+    for t, token in enumerate(np.random.default_rng(12).integers(0, TINY.vocab_size, size=3 * W)):
+        changes = window.slot_changes
+        np.testing.assert_allclose(step(backend, window, TINY_WEIGHTS, int(token)), twin.step(int(token)),
+                                   rtol=1e-4, atol=1e-4)
+        assert window.slot_changes - changes == (1 if t >= W else 0)  # evicts from the (W+1)-th token on
+        expected = [0] + list(range(max(1, t + 1 - (W - 1)), t + 1))
+        assert list(window.kept_tokens()) == expected == twin.kept_tokens()
+        assert window.slot_token[0] == 0 and window.query_position() == t + 1
+    window.rollback(5)  # back across five evictions: the evicted tokens come back
+    assert list(window.kept_tokens()) == [0] + list(range(3 * W - 5 - (W - 1), 3 * W - 5))
+
+
+def test_the_window_names_no_policy():
+    """kv_window/window.py delegates every policy decision to the policy object: no policy name in it."""
+    import kv_window.window as module
+
+    source = open(module.__file__, encoding="utf-8").read()
+    for name in POLICIES:
+        assert f'"{name}"' not in source and f"'{name}'" not in source, name
