@@ -124,9 +124,12 @@ def _host_site_entries(name: str) -> list[Path]:
     return sorted(set(entries))
 
 
-def board_python(image: str, python: str | None = None) -> Path:
-    """A python3 standing for `image`'s: stdlib + exactly its packages; returns bin/python."""
-    packages = tuple(IMAGES[image].packages)
+def board_python(image: str | None, python: str | None = None,
+                 packages: tuple | None = None) -> Path:
+    """A python3 standing for `image`'s: stdlib + exactly its packages (or `packages`, import
+    names, instead of an image's); returns bin/python."""
+    packages = tuple(packages if packages is not None else IMAGES[image].packages)
+    image = image or "custom"
     python = python or sys.executable
     version = _python_version(python)
     base = subprocess.run([python, "-c", "import sys; print(getattr(sys, '_base_executable', "
