@@ -4,8 +4,12 @@
 injected screen/journal/recorder, so the same code runs for evdev keyboards, the terminal
 fallback and `--replay`. The three `run_*` functions are the device loops around it.
 
-Keystroke latency (EVALUATION.md) is measured from the moment the event reaches `handle` until
-the session's suggestions are ready (the screen update is not included).
+Keystroke latency (EVALUATION.md "End-to-end keystroke cost") is measured from the moment the
+event reaches `handle` until the bytes of the updated screen are written, journal append included,
+with its parts: `engine` (session + suggestions), `journal`, `render`. Every part costs O(1) in the
+text's length: the session reports its edit (`last_edit`: keep, add), the journal appends it and
+the screen re-wraps only the tail it changed (keyboard_ui/render.py TailView); nothing joins the
+whole text per key.
 Counted keystrokes are edit actions (insert, Enter, Backspace, delete-word, accept); modifiers,
 Caps Lock and quit keys are not.
 """
@@ -36,7 +40,9 @@ class SessionLike(Protocol):
     """The engine contract (`runtime.engine.open_session`), as this package uses it."""
 
     backend_name: str
-    text: str
+    text: str  # the whole text (O(n); read once at the end, never per key)
+    text_buffer: object  # keyboard_ui.render.TextSource: __len__, slice, line_start (runtime/session_text.py)
+    last_edit: tuple[int, str]  # (keep, add) of the last insert/backspace/delete_word/accept
 
     def insert(self, text: str) -> object: ...
     def backspace(self) -> object: ...
@@ -97,7 +103,8 @@ class Demo:
         self.events = 0
         self.keystrokes = 0
         self.accepted = 0
-        self.latencies_ms: list[float] = []
+        self.latencies_ms: list[float] = []  # per keystroke: event in -> screen bytes out
+        self.parts_ms: dict[str, list[float]] = {"engine": [], "journal": [], "render": []}
         self.render_bytes: list[int] = []  # bytes sent to the terminal per keystroke
         self.last_latency_ms: float | None = None
 
@@ -107,11 +114,18 @@ class Demo:
                      self.last_latency_ms)
 
     def redraw(self) -> int:
-        return self.screen.draw(self.frame()) if self.screen else 0
+        if self.screen is None:
+            return 0
+        if self.screen.view is None:
+            self.screen.attach(self.session.text_buffer)
+        return self.screen.update(self.suggestions, self.session.backend_name, self.input_name,
+                                  self.last_latency_ms)
 
     def start(self) -> None:
         """Suggestions for the text as it is (empty or restored) and the first full draw."""
         self.suggestions = [s.word for s in self.session.suggestions(SUGGESTION_COUNT)]
+        if self.screen is not None:
+            self.screen.attach(self.session.text_buffer)
         self.redraw()
 
     # -- the per-keystroke path -----------------------------------------------------------------
@@ -129,41 +143,61 @@ class Demo:
         if action.kind == E.QUIT:
             self.quit = True
             return action
-        started = self.clock()
-        old_text = self.session.text
-        self._apply(action, old_text)
+        clock = self.clock
+        started = clock()
+        edited = self._apply(action)
         self.suggestions = [s.word for s in self.session.suggestions(SUGGESTION_COUNT)]
-        self.last_latency_ms = (self.clock() - started) * 1e3
+        engine_done = clock()
+        keep, add = self.session.last_edit if edited else (0, "")
+        if self.journal is not None:
+            if edited:
+                self.journal.record_edit(keep, add, is_word_boundary(action), self._whole_text)
+            elif is_word_boundary(action):
+                self.journal.word_boundary(self._whole_text)
+        journal_done = clock()
+        if self.screen is not None:
+            if edited:
+                self.screen.text_edited(keep, add)
+            self.render_bytes.append(self.redraw())
+        done = clock()
+        self.last_latency_ms = (done - started) * 1e3
         self.keystrokes += 1
         self.latencies_ms.append(self.last_latency_ms)
-        if self.journal is not None:
-            self.journal.record(old_text, self.session.text, is_word_boundary(action))
-        if self.screen is not None:
-            self.render_bytes.append(self.redraw())
+        self.parts_ms["engine"].append((engine_done - started) * 1e3)
+        self.parts_ms["journal"].append((journal_done - engine_done) * 1e3)
+        self.parts_ms["render"].append((done - journal_done) * 1e3)
         return action
 
-    def _apply(self, action: Action, old_text: str) -> None:
+    def _whole_text(self) -> str:
+        return self.session.text  # O(n): only for a journal compaction (amortised) or a retry
+
+    def _apply(self, action: Action) -> bool:
+        """Apply one edit action to the session; False when it changed nothing."""
+        session = self.session
         if action.kind == E.INSERT:
-            self.session.insert(action.text)
-        elif action.kind in (E.BACKSPACE, E.DELETE_WORD):
-            if not old_text:
-                return  # nothing to delete at the start of the text
+            session.insert(action.text)
+            return bool(action.text)
+        if action.kind in (E.BACKSPACE, E.DELETE_WORD):
+            if not len(session.text_buffer):
+                return False  # nothing to delete at the start of the text
             if action.kind == E.BACKSPACE:
-                self.session.backspace()
+                session.backspace()
             else:
-                self.session.delete_word()
-        elif action.kind == E.ACCEPT:
-            if action.index < len(self.suggestions):
-                self.session.accept(action.index)
-                self.accepted += 1
+                session.delete_word()
+            return True
+        if action.kind == E.ACCEPT and action.index < len(self.suggestions):
+            session.accept(action.index)
+            self.accepted += 1
+            return True
+        return False
 
     def summary(self) -> dict:
         latencies = sorted(self.latencies_ms)
 
-        def percentile(q: float) -> float | None:
-            if not latencies:
+        def percentile(q: float, values=latencies) -> float | None:
+            if not values:
                 return None
-            return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 3)
+            return round(values[min(len(values) - 1, int(q * len(values)))], 3)
 
         result = {
             "text": self.session.text,
@@ -175,6 +209,10 @@ class Demo:
             "events": self.events,
             "keystroke_latency_ms": {"p50": percentile(0.50), "p95": percentile(0.95), "p99": percentile(0.99),
                                      "max": round(latencies[-1], 3) if latencies else None},
+            "keystroke_latency_parts_ms": {
+                name: {"p50": percentile(0.50, sorted(values)), "p99": percentile(0.99, sorted(values))}
+                for name, values in self.parts_ms.items()},
+            "core": getattr(self.session, "core_name", None),
         }
         if self.screen is not None and self.render_bytes:
             result["render"] = {

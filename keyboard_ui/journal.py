@@ -331,20 +331,25 @@ class Journal:
         self.failed = error.strerror or str(error)
 
     def record(self, old_text: str, new_text: str, word_boundary: bool) -> None:
-        """Append the edit old_text -> new_text; fsync when a word was finished.
+        """Append the edit old_text -> new_text; fsync when a word was finished (see record_edit)."""
+        if old_text != new_text:
+            keep = _common_prefix_at_end(old_text, new_text)
+            self.record_edit(keep, new_text[keep:], word_boundary, lambda: new_text)
+        elif word_boundary:
+            self.word_boundary(lambda: new_text)
+
+    def record_edit(self, keep: int, add: str, word_boundary: bool, text: Callable[[], str]) -> None:
+        """Append one edit: the first `keep` characters stay, `add` follows them (the demo's per-key
+        call: the session knows its edit, nothing compares texts). `text()` returns the whole new
+        text; it is called only to compact or to retry after a failure, at a word boundary.
 
         Cost bounded by the edit (not the text), except a compaction every COMPACT_FACTOR x the
         text's bytes of log (amortised O(1) per key).
         """
         if not self._lock.held:
             return  # closed
-        if self._fd is None:  # writing failed earlier: retry with the whole text at a word boundary
-            if word_boundary:
-                self._compact(new_text)
-            return
-        if old_text != new_text:
-            keep = _common_prefix_at_end(old_text, new_text)
-            line = (json.dumps({"keep": keep, "add": new_text[keep:]}) + "\n").encode("utf-8")
+        if self._fd is not None:
+            line = (json.dumps({"keep": keep, "add": add}) + "\n").encode("utf-8")
             try:
                 written = os.write(self._fd, line)
                 if written != len(line):
@@ -355,10 +360,18 @@ class Journal:
             self.bytes_written += len(line)
             self._unsynced = True
         if word_boundary:
-            if self.bytes_written > max(COMPACT_MIN_BYTES, COMPACT_FACTOR * self._text_bytes):
-                self._compact(new_text)
-            else:
-                self.sync()
+            self.word_boundary(text)
+
+    def word_boundary(self, text: Callable[[], str]) -> None:
+        """A word was finished: fsync, or compact when the log outgrew the text, or retry after a failure."""
+        if not self._lock.held:
+            return
+        if self._fd is None:  # writing failed earlier: retry with the whole text
+            self._compact(text())
+        elif self.bytes_written > max(COMPACT_MIN_BYTES, COMPACT_FACTOR * self._text_bytes):
+            self._compact(text())
+        else:
+            self.sync()
 
     def sync(self) -> None:
         if self._fd is not None and self._unsynced:

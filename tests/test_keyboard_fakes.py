@@ -35,12 +35,29 @@ class FakeSuggestion:
     prob: float
 
 
+class _FakeText:
+    """The engine's `text_buffer` view (runtime/session_text.py) over the fake's plain string."""
+
+    def __init__(self, owner: "FakeSession") -> None:
+        self.owner = owner
+
+    def __len__(self) -> int:
+        return len(self.owner.text)
+
+    def slice(self, start: int, end: int) -> str:
+        return self.owner.text[start:end]
+
+    def line_start(self, pos: int) -> int:
+        return self.owner.text.rfind("\n", 0, pos) + 1
+
+
 class FakeSession:
     """Deterministic Session double: suggestions are vocabulary words extending the partial word."""
 
     def __init__(self, backend: str = "onnx") -> None:
         self.backend_name = f"fake-{backend}"
         self.text = ""
+        self.text_buffer = _FakeText(self)
         self._last: list[FakeSuggestion] = []
         self.calls: list[tuple] = []
         self.closed = False
@@ -50,17 +67,20 @@ class FakeSession:
 
     def insert(self, text: str) -> None:
         self.calls.append(("insert", text))
+        self.last_edit = (len(self.text), text)
         self.text += text
 
     def backspace(self) -> None:
         self.calls.append(("backspace",))
         self.text = self.text[:-1]
+        self.last_edit = (len(self.text), "")
 
     def delete_word(self) -> None:
         """Trailing separators, then the word before them (as Ctrl+Backspace in editors)."""
         self.calls.append(("delete_word",))
         stripped = self.text.rstrip(" \n")
         self.text = stripped[: len(stripped) - len(_WORD_AT_END.search(stripped).group(0))]
+        self.last_edit = (len(self.text), "")
 
     def suggestions(self, k: int = 3) -> list[FakeSuggestion]:
         prefix = self._partial()
@@ -74,6 +94,7 @@ class FakeSession:
         self.calls.append(("accept", i))
         word = self._last[i].word
         partial = self._partial()
+        self.last_edit = (len(self.text) - len(partial), word)
         self.text = self.text[: len(self.text) - len(partial)] + word
         return word[len(partial):]
 

@@ -191,3 +191,110 @@ def test_journal_compacts_on_start_and_sets_aside_a_declined_one(tmp_path):
     assert not [p for p in (tmp_path / "state" / "edgetype").iterdir() if ".tmp" in p.name]
     kept = set_aside(path)
     assert kept == path + ".prev" and read_journal_text(kept) == restored and read_journal_text(path) == ""
+
+
+# -- the incremental path: TailView + TerminalScreen.update against compose (the reference) -----------
+class _CountingText:
+    """runtime/session_text.py SessionText that counts the characters the renderer reads."""
+
+    def __init__(self):
+        from runtime.session_text import SessionText
+
+        self.text = SessionText()
+        self.read = 0
+
+    def __len__(self):
+        return len(self.text)
+
+    def slice(self, start, end):
+        self.read += max(0, end - start)
+        return self.text.slice(start, end)
+
+    def line_start(self, pos):
+        return self.text.line_start(pos)
+
+
+@pytest.mark.parametrize("columns,rows,seed", [(30, 8, 1), (20, 5, 2), (25, 4, 3), (40, 12, 4)])
+def test_incremental_update_shows_exactly_what_compose_shows(columns, rows, seed):
+    rng = random.Random(seed)
+    terminal = VirtualTerminal(columns, rows)
+    screen = TerminalScreen(terminal.feed, columns, rows)
+    source = _CountingText()
+    text = source.text
+    screen.attach(source)
+    for step in range(400):
+        choice = rng.random()
+        if choice < 0.6:
+            keep, add = len(text), rng.choice(["a", "b", " ", "\n", "xyz", "\t", "é", "w" * columns])
+            text.insert(add)
+        elif choice < 0.8:
+            text.backspace()
+        elif choice < 0.9:
+            text.delete_word()
+        elif choice < 0.95:
+            text.insert("".join(rng.choice("ab \n") for _ in range(rng.randrange(2 * columns * rows))))
+        else:
+            while len(text) and rng.random() < 0.97:  # a long delete, above the cached lines
+                text.backspace()
+        screen.text_edited(*text.last_edit)
+        words = rng.sample(["a", "bb", "ccc", "dddd"], rng.randrange(4))
+        latency = rng.random() * 50
+        screen.update(words, "onnx", "terminal", latency)
+        expected_lines, cursor = compose(frame(text.text, words, latency_ms=latency), columns, rows)
+        assert terminal.lines() == [line.rstrip() for line in expected_lines], step
+        assert (terminal.row, terminal.column) == cursor, step
+        if step == 200:  # a resize in the middle: the view re-reads its tail
+            columns, rows = columns + 3, rows + 1
+            terminal.__init__(columns, rows)
+            screen.resize(columns, rows)
+
+
+def test_a_keystroke_reads_a_bounded_tail_whatever_the_text_length():
+    """At 30,000 characters a typed key reads at most about one line of the text, as at 100."""
+    columns, rows = 80, 24
+    sent = []
+    screen = TerminalScreen(sent.append, columns, rows)
+    source = _CountingText()
+    screen.attach(source)
+    words = ["alpha", "beta", "gamma"]
+    paragraph = ("The quick brown fox jumps over the lazy dog. " * 30 + "\n") * 4
+    read_per_key = {}
+    while len(source.text) < 30_000:
+        for char in paragraph:
+            before = source.read
+            source.text.insert(char)
+            screen.text_edited(*source.text.last_edit)
+            screen.update(words, "onnx", "terminal", 1.0)
+            read_per_key.setdefault(len(source.text) // 10_000, []).append(source.read - before)
+            sent.clear()
+        source.text.backspace()
+        screen.text_edited(*source.text.last_edit)
+        screen.update(words, "onnx", "terminal", 1.0)
+    assert max(read_per_key[0]) <= columns + 1 and max(read_per_key[2]) <= columns + 1, (
+        max(read_per_key[0]), max(read_per_key[2]))
+    terminal = VirtualTerminal(columns, rows)  # the screen as a fresh terminal would get it now
+    screen._write = terminal.feed
+    screen.resize(columns, rows)
+    screen.update(words, "onnx", "terminal", 1.0)
+    lines, cursor = compose(frame(source.text.text, words, latency_ms=1.0), columns, rows)
+    assert terminal.lines() == [line.rstrip() for line in lines] and (terminal.row, terminal.column) == cursor
+
+
+@pytest.mark.parametrize("paragraph_length", [20, 40, 7, 0])
+def test_lines_read_back_after_deletes_match_full_and_empty_paragraphs(paragraph_length):
+    """Backspacing up through paragraphs of exactly the width (an empty line follows each) and empty ones."""
+    columns, rows = 20, 6
+    terminal = VirtualTerminal(columns, rows)
+    screen = TerminalScreen(terminal.feed, columns, rows)
+    source = _CountingText()
+    screen.attach(source)
+    source.text.insert(("x" * paragraph_length + "\n") * 12 + "tail")
+    screen.text_edited(*source.text.last_edit)
+    screen.update([], "onnx", "terminal", None)
+    while len(source.text):
+        source.text.backspace()
+        screen.text_edited(*source.text.last_edit)
+        screen.update([], "onnx", "terminal", None)
+        lines, cursor = compose(frame(source.text.text, [], latency_ms=None), columns, rows)
+        assert terminal.lines() == [line.rstrip() for line in lines], len(source.text)
+        assert (terminal.row, terminal.column) == cursor, len(source.text)
