@@ -9,7 +9,9 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import tarfile
+import tempfile
 from pathlib import Path
 
 from firmware.images import BOARD_PACKAGES, MIN_PYTHON, Image, image_for
@@ -80,19 +82,45 @@ def _package_files(repo: Path) -> list[tuple[str, Path]]:
     return files
 
 
-def _bundle_files(bundle: Path, board: str) -> tuple[list[tuple[str, Path]], dict]:
-    manifest_path = bundle / "manifest.json"
-    if not manifest_path.is_file():
+def _bundle_files(bundle: Path, board: str) -> tuple[list[tuple[str, bytes]], dict]:
+    """Exactly the bundle's manifest.json and the files its manifest lists, after the runtime's own
+    bundle check (`runtime.bundle.load_bundle`: bundle_id, sha256, types, the cvimodel header);
+    each file's bytes are re-hashed as read, so what is packed is what was checked. Nothing else in
+    the directory (an id_rsa, a .git/) is packed; a link leaving the bundle is refused."""
+    from runtime.bundle import bundle_file, load_bundle
+
+    if not os.path.lexists(bundle / "manifest.json"):
         raise UserError(f"no bundle at {bundle} (manifest.json missing): export one, pass "
                         "--bundle DIR, or --no-bundle and copy it on the SD card")
-    manifest = json.loads(manifest_path.read_text())
+    checked = load_bundle(bundle)
+    manifest = checked.manifest
     chip, _ = board_chip(board)
     if manifest.get("chip") != chip:
-        raise UserError(f"{manifest_path}: chip {manifest.get('chip')!r} but board {board} has "
+        raise UserError(f"{bundle / 'manifest.json'}: chip {manifest.get('chip')!r} but board {board} has "
                         f"{chip}: pass the {chip} bundle")
-    files = [(f"opt/edgetype/bundle/{p.relative_to(bundle)}", p)
-             for p in sorted(bundle.rglob("*")) if p.is_file()]
+    files = [("opt/edgetype/bundle/manifest.json",
+              bundle_file(bundle, "manifest.json", "bundle manifest").read_bytes())]
+    for name, want in sorted(manifest["files"].items()):
+        data = bundle_file(bundle, name, "listed in manifest.json").read_bytes()
+        if hashlib.sha256(data).hexdigest() != want:
+            raise UserError(f"{bundle / name}: changed while the overlay was built (sha256 mismatch); retry")
+        files.append((f"opt/edgetype/bundle/{name}", data))
+    if json.loads(files[0][1]) != manifest:
+        raise UserError(f"{bundle / 'manifest.json'}: changed while the overlay was built; retry")
     return files, manifest
+
+
+def check_output_writable(output: Path) -> None:
+    """Fail before any work when `-o` cannot be written (a clear line, not a traceback at the end)."""
+    output = Path(output)
+    if output.is_dir():
+        raise UserError(f"-o {output}: is a directory; pass a file name like overlay.tar.gz")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=output.parent, prefix=f".{output.name}.", delete=True)
+        probe.close()
+    except OSError as error:
+        raise UserError(f"-o {output}: cannot write there ({error.strerror}); pick a writable path") from None
 
 
 def build_overlay(board: str, output: str | Path, *, bundle: str | Path | None = None,
@@ -102,6 +130,7 @@ def build_overlay(board: str, output: str | Path, *, bundle: str | Path | None =
     `image` (firmware/images.py) defaults to the one recommended for `board`."""
     chip, quant = board_chip(board)
     profile = image_for(image, board)
+    check_output_writable(Path(output))
     members: list[tuple[str, bytes, int]] = []  # (path in rootfs, content, mode)
 
     def add_file(name: str, path: Path, mode: int = 0o644):
@@ -117,8 +146,8 @@ def build_overlay(board: str, output: str | Path, *, bundle: str | Path | None =
     if with_bundle:
         bundle_dir = Path(bundle) if bundle else default_bundle_dir(board, repo)
         bundle_files, manifest = _bundle_files(bundle_dir, board)
-        for name, path in bundle_files:
-            add_file(name, path)
+        for name, data in bundle_files:
+            members.append((name, data, 0o644))
     record = {
         "overlay_format": OVERLAY_FORMAT, "board": board, "chip": chip, "quant": quant,
         "image": profile.name,
@@ -147,7 +176,10 @@ def build_overlay(board: str, output: str | Path, *, bundle: str | Path | None =
             info.size, info.mode, info.mtime = len(data), mode, 0
             tar.addfile(info, io.BytesIO(data))
     # mtime=0 and no file name in the gzip header: the same inputs give the same bytes
-    output.write_bytes(gzip.compress(buffer.getvalue(), compresslevel=9, mtime=0))
+    try:
+        output.write_bytes(gzip.compress(buffer.getvalue(), compresslevel=9, mtime=0))
+    except OSError as error:
+        raise UserError(f"-o {output}: cannot write ({error.strerror}); pick a writable path") from None
     record["output"] = str(output)
     record["bytes"] = output.stat().st_size
     record["sha256"] = hashlib.sha256(output.read_bytes()).hexdigest()

@@ -27,14 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.bundle import sha256_file
+from runtime.bundle import ION_LIMIT_BYTES, seal_manifest, sha256_file
 from runtime.errors import UserError
 
-FORMAT_VERSION = 1
 CHIPS = ("cv180x", "cv181x")
 QUANTS = ("bf16", "int8")
-# TPU-visible ION carve-out per chip (PLATFORM.md): Duo 16 MiB, Duo 256M 75 MiB
-ION_LIMIT_BYTES = {"cv180x": 16 << 20, "cv181x": 75 << 20}
 # cv18xx gives only the first 5 graph tensors their own io memory (tpu-mlir CVAddressAssign:
 # `io_outs.size() < 5`); the other inputs live in the private region, where the allocator reuses
 # an input's bytes for later tensors once the input is consumed: k_cache_1 was overwritten by the
@@ -488,7 +485,7 @@ def export_bundle(model_dir: Path, output: Path, chip: str, quant: str, window: 
         (tmp / "golden.json").write_text(json.dumps(golden, indent=1) + "\n")
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         manifest = {
-            "format_version": FORMAT_VERSION,
+            "format_version": None,  # seal_manifest: the current version and the bundle_id over it all
             "model_id": model.model_id,
             "tokenizer_id": model.tokenizer.tokenizer_id,
             "chip": None if chip == "none" else chip,
@@ -513,6 +510,7 @@ def export_bundle(model_dir: Path, output: Path, chip: str, quant: str, window: 
             "files": files,
             "created_by": "edgetype export (model_export/export.py)",
         }
+        manifest = seal_manifest(manifest)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         if output.exists():
             old = output.with_name(f".{output.name}.old-{int(time.time())}")

@@ -19,6 +19,7 @@ import numpy as np
 
 PAD, UNK, BOS, NL = "<pad>", "<unk>", "<bos>", "<nl>"
 SPECIALS = (PAD, UNK, BOS, NL)
+MAX_TOKENIZER_BYTES = 64 << 20  # reads of tokenizer.json are capped
 PAD_ID, UNK_ID, BOS_ID, NL_ID = range(4)
 FORMAT = "edgetype-word-tokenizer"
 FORMAT_VERSION = 1
@@ -233,12 +234,28 @@ class Tokenizer:
     @classmethod
     def load(cls, path: str | Path) -> "Tokenizer":
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path}: not a readable tokenizer file ({error})") from error
+            with open(path, "rb") as file:
+                raw = file.read(MAX_TOKENIZER_BYTES + 1)  # capped: a link to /dev/zero cannot exhaust memory
+            if len(raw) > MAX_TOKENIZER_BYTES:
+                raise ValueError(f"{path}: larger than {MAX_TOKENIZER_BYTES >> 20} MiB, not a tokenizer file")
+            data = json.loads(raw.decode("utf-8"))
+        except (OSError, UnicodeDecodeError, RecursionError, ValueError) as error:  # JSONDecodeError is a ValueError
+            raise ValueError(f"{path}: not a readable tokenizer file ({str(error)[:80]})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError(f"{path}: not an {FORMAT} file")
-        if data.get("format_version", 0) > FORMAT_VERSION:
-            raise ValueError(f"{path}: tokenizer format {data['format_version']} is newer than this edgetype ({FORMAT_VERSION})")
-        lexicon = data.get("lexicon") or {}
-        return cls(data["tokens"], data.get("casing", {}), dict(zip(lexicon.get("words", []), lexicon.get("counts", []))))
+        version = data.get("format_version", 0)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise ValueError(f"{path}: format_version must be an integer")
+        if version > FORMAT_VERSION:
+            raise ValueError(f"{path}: tokenizer format {version} is newer than this edgetype ({FORMAT_VERSION})")
+        tokens, casing, lexicon = data.get("tokens"), data.get("casing", {}), data.get("lexicon") or {}
+        if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
+            raise ValueError(f"{path}: key 'tokens' must be a list of non-empty strings")
+        if not isinstance(casing, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in casing.items()):
+            raise ValueError(f"{path}: key 'casing' must map strings to strings")
+        words, counts = (lexicon.get("words", []), lexicon.get("counts", [])) if isinstance(lexicon, dict) else (None, None)
+        if (not isinstance(words, list) or not isinstance(counts, list) or len(words) != len(counts)
+                or not all(isinstance(w, str) for w in words)
+                or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)):
+            raise ValueError(f"{path}: key 'lexicon' must hold 'words' (strings) and as many 'counts' (integers >= 0)")
+        return cls(tokens, casing, dict(zip(words, counts)))

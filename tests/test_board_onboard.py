@@ -291,7 +291,7 @@ def make_compiled_tiny_bundle(directory: Path) -> Path:
     from model_export.export import OnnxStepper, golden_data
     from model_export.model import ModelShape
     from model_export.onnx_graph import build_decode_step, input_specs, output_specs
-    from runtime.bundle import sha256_file
+    from runtime.bundle import seal_manifest, sha256_file
     from runtime.tokenizer import Tokenizer
 
     make_tiny_model_dir(directory, window=32)
@@ -315,7 +315,7 @@ def make_compiled_tiny_bundle(directory: Path) -> Path:
         "outputs": [{"name": n, "shape": sh, "dtype": "float32"} for n, sh in output_specs(shape)],
         "tpu_mlir_version": compiled.tpu_mlir_version, "files": files,
         "ion_bytes": compiled.ion_bytes or 0}
-    (directory / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    (directory / "manifest.json").write_text(json.dumps(seal_manifest(manifest), indent=1))
     stepper = OnnxStepper(model.SerializeToString(), cfg, weights, W)
     golden = golden_data(stepper, Tokenizer.load(directory / "tokenizer.json"),
                          [2, 5, 9, 3, 12, 7, 20, 33, 2, 8, 14, 6, 11])

@@ -28,31 +28,35 @@ def make_tiny_model_dir(directory: Path, window: int = 16, seed: int = 0, n_laye
     return directory
 
 
-def make_tiny_bundle(directory: Path, chip: str | None = None, **kwargs) -> Path:
-    """A model dir plus manifest.json (format 1) with sha256 of every file; a fake cvimodel for a chip."""
+def make_tiny_bundle(directory: Path, chip: str | None = None, quant: str | None = None, **kwargs) -> Path:
+    """A model dir plus a sealed manifest.json (format 2, bundle_id) with sha256 of every file; for a
+    chip, a synthetic cvimodel (tests/cvimodel_builder.py) whose header matches the manifest."""
+    from cvimodel_builder import cvimodel_for_config, manifest_tensor_specs
+    from runtime.bundle import seal_manifest
+
     make_tiny_model_dir(directory, **kwargs)
     cfg = ModelConfig.load(directory / "config.json")
+    quant = quant or ("bf16" if chip else "f32")
     if chip:
-        (directory / "model.cvimodel").write_bytes(b"not a real cvimodel")
+        (directory / "model.cvimodel").write_bytes(cvimodel_for_config(cfg, chip, quant))
     files = {p.name: sha256_file(p) for p in sorted(directory.iterdir()) if p.name != "manifest.json"}
-    D, H, hd, W = cfg.d_model, cfg.n_heads, cfg.head_dim, cfg.window
-    inputs = [{"name": "x", "shape": [1, 1, D], "dtype": "float32"},
-              {"name": "mask", "shape": [1, 1, 1, W], "dtype": "float32"},
-              {"name": "dist", "shape": [1, 1, 1, W], "dtype": "float32"}]
-    inputs += [{"name": f"k_cache_{l}", "shape": [1, H, hd, W], "dtype": "float32"} for l in range(cfg.n_layers)]
-    outputs = [{"name": "logits", "shape": [1, cfg.vocab_size], "dtype": "float32"}]
-    manifest = {"format_version": 1, "model_id": "tiny", "tokenizer_id": Tokenizer.load(directory / "tokenizer.json").tokenizer_id,
-                "chip": chip, "quant": "bf16" if chip else "f32", "window": W, "inputs": inputs, "outputs": outputs,
-                "tpu_mlir_version": None, "files": files, "ion_bytes": 0}
-    (directory / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    inputs, outputs = manifest_tensor_specs(cfg)
+    manifest = {"format_version": 2, "model_id": "tiny", "tokenizer_id": Tokenizer.load(directory / "tokenizer.json").tokenizer_id,
+                "chip": chip, "quant": quant, "window": cfg.window, "inputs": inputs, "outputs": outputs,
+                "tpu_mlir_version": "1.30.2" if chip else None, "files": files, "ion_bytes": 0}
+    (directory / "manifest.json").write_text(json.dumps(seal_manifest(manifest), indent=1))
     return directory
 
 
-def _edit_manifest(directory, **changes):
+def _edit_manifest(directory, reseal=True, **changes):
+    """Change manifest fields; `reseal` recomputes the bundle_id (as a forger would), so the check
+    behind it is the one tested."""
+    from runtime.bundle import seal_manifest
+
     path = directory / "manifest.json"
     manifest = json.loads(path.read_text())
     manifest.update(changes)
-    path.write_text(json.dumps(manifest))
+    path.write_text(json.dumps(seal_manifest(manifest) if reseal else manifest))
 
 
 def test_good_bundle_loads(tmp_path):
@@ -70,11 +74,16 @@ def test_model_dir_loads_labelled(tmp_path):
     (lambda d: (d / "weights.npz").unlink(), "weights.npz: missing"),
     (lambda d: (d / "model.cvimodel").unlink(), "model.cvimodel: missing"),
     (lambda d: (d / "config.json").write_text((d / "config.json").read_text() + " "), "sha256 mismatch"),
-    (lambda d: _edit_manifest(d, format_version=9), "format_version 9 is newer"),
+    (lambda d: _edit_manifest(d, reseal=False, format_version=9), "format_version 9 is newer"),
+    (lambda d: _edit_manifest(d, reseal=False, chip="cv180x"), "bundle_id does not match"),
+    (lambda d: _edit_manifest(d, chip="cv180x"), "compiled for cv181x"),
+    (lambda d: _edit_manifest(d, quant="int8"), "holds bf16 tensors"),
     (lambda d: _edit_manifest(d, chip="bm1684x"), "unknown chip 'bm1684x'"),
     (lambda d: _edit_manifest(d, window=64), "window 64 but config.json says 16"),
-    (lambda d: _edit_manifest(d, inputs=[{"name": "x", "shape": [1, 1, 48]}]), "config and manifest disagree"),
-    (lambda d: (d / "manifest.json").write_text("{nope"), "not readable JSON"),
+    (lambda d: _edit_manifest(d, inputs=[{**spec, "shape": [1, 1, 48]} if spec["name"] == "x" else spec
+                                         for spec in json.loads((d / "manifest.json").read_text())["inputs"]]),
+     "config and manifest disagree"),
+    (lambda d: (d / "manifest.json").write_text("{nope"), "not valid JSON"),
 ])
 def test_broken_bundles_are_refused_with_the_reason(tmp_path, breakage, message):
     directory = make_tiny_bundle(tmp_path / "b", chip="cv181x")

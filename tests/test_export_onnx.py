@@ -118,7 +118,7 @@ def tiny(tmp_path_factory):
 
 
 def test_onnx_only_bundle_round_trips_through_runtime_bundle(tiny, tmp_path, capsys):
-    from runtime.bundle import load_bundle
+    from runtime.bundle import load_bundle, manifest_digest
     from tpu_driver.backends import open_backend
 
     model_dir, corpus = tiny
@@ -130,7 +130,8 @@ def test_onnx_only_bundle_round_trips_through_runtime_bundle(tiny, tmp_path, cap
     assert summary["chip"] is None and summary["window"] == 16
     bundle = load_bundle(out)  # checks format_version, every sha256, shapes against config.json
     manifest = bundle.manifest
-    assert manifest["format_version"] == 1 and manifest["window"] == 16
+    assert manifest["format_version"] == 2 and manifest["window"] == 16
+    assert manifest["bundle_id"] == manifest_digest(manifest)  # the manifest is covered
     assert manifest["tokenizer_id"] == bundle.tokenizer.tokenizer_id
     assert [s["name"] for s in manifest["inputs"]][:3] == ["x", "mask", "dist"]
     assert set(manifest["files"]) >= {"model.onnx", "weights.npz", "tokenizer.json", "config.json", "golden.json"}

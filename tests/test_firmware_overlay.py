@@ -22,14 +22,11 @@ INIT_SCRIPT = REPO / "firmware/S99edgetype.sh"
 
 
 def fake_bundle(path: Path, chip: str, quant: str) -> Path:
-    """A bundle-shaped directory (the overlay builder only reads its manifest)."""
-    path.mkdir(parents=True)
-    (path / "manifest.json").write_text(json.dumps(
-        {"format_version": 1, "model_id": "test-model", "chip": chip, "quant": quant,
-         "window": 128}))
-    (path / "model.cvimodel").write_bytes(b"\x00cvimodel stand-in" * 10)
-    (path / "tokenizer.json").write_text("{}")
-    return path
+    """A tiny bundle that passes the runtime's bundle check (random weights, a synthetic cvimodel
+    whose header says `chip`/`quant`; tests/test_bundle.py make_tiny_bundle)."""
+    from test_bundle import make_tiny_bundle
+
+    return make_tiny_bundle(path, chip=chip, quant=quant)
 
 
 def test_overlay_for_duo_holds_script_packages_bundle_and_readme(tmp_path):

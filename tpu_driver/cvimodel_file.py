@@ -44,6 +44,7 @@ class TensorInfo:
 class ProgramInfo:
     inputs: tuple  # TensorInfo per input, in order
     outputs: tuple  # TensorInfo per output, in order
+    tensor_dtypes: tuple = ()  # sorted dtype names of every tensor of the program (int8 => INT8 model)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,11 @@ class CvimodelInfo:
     build_time: str | None
     programs: tuple = field(default_factory=tuple)  # ProgramInfo per program
     file_size: int = 0
+
+    @property
+    def tensor_dtypes(self) -> tuple:
+        """Sorted dtype names over all programs' tensors (the quantisation the model was built with)."""
+        return tuple(sorted({d for program in self.programs for d in program.tensor_dtypes}))
 
 
 class _FlatBuffer:
@@ -177,6 +183,15 @@ def read_cvimodel_info(source, verify_md5: bool = True) -> CvimodelInfo:
                              "--combine`, which leaves the md5 unset: see cvimodel_file.rewrite_md5); re-copy "
                              "or recompile it")
     fb = _FlatBuffer(data[HEADER_SIZE:HEADER_SIZE + body_size], what)
+    try:
+        return _parse_body(fb, data, path, what, (major, minor), chip, body_size)
+    except (struct.error, IndexError, ValueError, OverflowError, RecursionError) as error:
+        raise fb._bad(f"{type(error).__name__}: {str(error)[:60]}") from None
+
+
+def _parse_body(fb: _FlatBuffer, data: bytes, path, what: str, version: tuple, chip: str,
+                body_size: int) -> CvimodelInfo:
+    """The flatbuffer walk of read_cvimodel_info (every read bounds-checked by _FlatBuffer)."""
     model = fb.root()
     version_pos = fb.field_pos(model, 0)
     if version_pos is None:
@@ -199,7 +214,7 @@ def read_cvimodel_info(source, verify_md5: bool = True) -> CvimodelInfo:
             tensors[name] = TensorInfo(name, shape, dtype, qscale)
         inputs = tuple(tensors.get(n, TensorInfo(n, (), "unknown", None)) for n in _strings(fb, program, 2))
         outputs = tuple(tensors.get(n, TensorInfo(n, (), "unknown", None)) for n in _strings(fb, program, 3))
-        programs.append(ProgramInfo(inputs, outputs))
+        programs.append(ProgramInfo(inputs, outputs, tuple(sorted({t.dtype for t in tensors.values()}))))
     if not programs:
         raise fb._bad("no programs")
     section_end = HEADER_SIZE + body_size
@@ -210,7 +225,7 @@ def read_cvimodel_info(source, verify_md5: bool = True) -> CvimodelInfo:
         if section_end + offset + size > len(data):
             raise ModelFileError(f"{what}: truncated: section {fb.string(section, 1)!r} ends past the file end; "
                                  "re-copy or recompile it")
-    return CvimodelInfo(path=path, chip=chip, version=(major, minor), body_version=body_version,
+    return CvimodelInfo(path=path, chip=chip, version=version, body_version=body_version,
                         name=fb.string(model, 1) or "", target=fb.string(model, 8),
                         mlir_version=fb.string(model, 9), build_time=fb.string(model, 2),
                         programs=tuple(programs), file_size=len(data))
