@@ -49,12 +49,18 @@ def register(subparsers, groups):
     export.add_argument("-o", "--output", required=True, help="bundle folder to write")
     export.add_argument("--keep-intermediates", default=None, metavar="DIR",
                         help="copy the tpu-mlir work folder (mlir, logs) here")
+    export.add_argument("--bf16-matmuls", default=None, metavar="REGEX",
+                        help="int8 only: weight matrices kept BF16, by ONNX initializer name (default per chip: "
+                             "model_export/export.py BF16_MATMUL_WEIGHTS_IN_INT8_BY_CHIP)")
     export.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     export.set_defaults(func=_cmd_export)
 
     verify = subparsers.add_parser("verify", help="compare a bundle's cvimodel (cmodel) with its ONNX step by step")
     verify.add_argument("bundle", nargs="?", default=str(REPO / "models/bundles/cv181x-bf16-w128"))
     verify.add_argument("--steps", type=int, default=64)
+    verify.add_argument("--typing", metavar="FILE", help="type the text through the engine on the cmodel and "
+                        "on the onnx reference; report suggestion_agreement, ksr_cmodel, ksr_reference")
+    verify.add_argument("--chars", type=int, default=2000, help="with --typing: characters of FILE to type")
     verify.add_argument("--corpus", default=str(REPO / "models/corpus"), help="folder with valid.txt.gz")
     verify.add_argument("--debug", action="store_true",
                         help="name the first compiled tensor that diverges from onnxruntime")

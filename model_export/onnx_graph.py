@@ -2,9 +2,22 @@
 
 Built with `onnx.helper` rather than traced from PyTorch so that every op and layout is the one
 that lowered correctly through tpu-mlir (PLATFORM.md): the query is reshaped straight to
-[1,H,1,hd] (no Transpose), the K cache arrives transposed [1,H,hd,W], the new key/value are
-concatenated onto the caches (the token attends to itself), ALiBi enters as an additive bias
-`Concat(mask - slope_h * dist, 0)`. The embedding lookup stays on the host (no Gather).
+[1,H,1,hd] (no Transpose), the K cache arrives transposed [1,H,hd,W], ALiBi enters as an additive
+bias `Concat(mask - slope_h * dist, 0)`. The embedding lookup stays on the host (no Gather).
+
+The token attends to itself without copying the window ("self-split" attention, the numpy
+backend's form): scores against the W cached keys (`q @ k_cache`, [1,H,1,W]) and against its own
+key (`q @ k_new`, [1,H,1,1]) are concatenated (a few hundred bytes), and after the softmax the
+values are `probs[:W] @ v_cache + probs[W] * v_new`. The earlier form concatenated k_new/v_new
+onto the caches, which made the TPU copy the whole K/V window every step (plus a cast copy while
+the caches were float32); tests/sim/test_sim_attention.py keeps both forms under test.
+
+The K/V caches are float32 in the ONNX (onnxruntime's reference) and BF16 in the compiled
+cvimodel: export strips their input casts (`KV_CACHE_INPUT_DTYPE`, model_deploy --quant_input_list),
+so the runtime writes bf16 slots and the TPU reads them as they are.
+
+The graph ends in LogSoftmax: output `logits` holds log-probabilities (`LOGITS_ARE_LOG_PROBS`,
+recorded in the bundle manifest), so the runtime does not normalise 8,192 logits on the CPU.
 """
 from __future__ import annotations
 
@@ -18,6 +31,14 @@ from model_export.model import LAYERNORM_EPS, ModelShape, weight_name
 from runtime.reference_model import alibi_slopes
 
 OPSET = 17  # LayerNormalization is an opset-17 op; tpu-mlir's converter reads it directly
+KV_CACHE_INPUT_DTYPE = "bfloat16"  # k_cache_*/v_cache_* in the compiled cvimodel (float32 in the ONNX)
+LOGITS_ARE_LOG_PROBS = True  # output `logits` = LogSoftmax(logits): log-probabilities
+ATTENTION_FORM = "self-split"  # no K/V window copy on the TPU (module docstring)
+
+
+def kv_cache_input_positions(shape: ModelShape) -> list[int]:
+    """1-based positions of the k_cache_*/v_cache_* inputs in graph order (model_deploy --quant_input_list)."""
+    return [i + 1 for i, (name, _) in enumerate(input_specs(shape, 1)) if name.startswith(("k_cache_", "v_cache_"))]
 
 
 def input_specs(shape: ModelShape, window: int) -> list[tuple[str, list[int]]]:
@@ -56,8 +77,11 @@ class _GraphBuilder:
 
 
 def build_decode_step(weights: dict[str, np.ndarray], shape: ModelShape, window: int,
-                      debug_outputs: bool = False) -> onnx.ModelProto:
+                      debug_outputs: bool = False, log_probs: bool = LOGITS_ARE_LOG_PROBS) -> onnx.ModelProto:
     """ONNX ModelProto of one decode step with a window of `window` slots.
+
+    log_probs=True ends the graph in LogSoftmax (output `logits` = log-probabilities); False gives
+    the raw logits (tests compare both with runtime/reference_model.py).
 
     debug_outputs=True also exposes each layer's residual stream (`layer{l}_out`, [1,1,D]) as a
     graph output, for bisecting a compiled graph that disagrees (`edgetype verify --debug`).
@@ -70,6 +94,11 @@ def build_decode_step(weights: dict[str, np.ndarray], shape: ModelShape, window:
     shape_k = g.const("shape_k", np.array([1, h, hd, 1], np.int64))
     shape_v = g.const("shape_v", np.array([1, h, 1, hd], np.int64))
     shape_x = g.const("shape_x", np.array([1, 1, d], np.int64))
+    # Slice bounds of the probabilities: [0, W) over the cached slots, [W, W+1) the token itself
+    slice_0 = g.const("slice_0", np.array([0], np.int64))
+    slice_w = g.const("slice_w", np.array([window], np.int64))
+    slice_w1 = g.const("slice_w1", np.array([window + 1], np.int64))
+    slice_axis = g.const("slice_axis", np.array([3], np.int64))
 
     # ALiBi bias over the W slots plus the new token (distance 0): [1,H,1,W+1], shared by layers
     # cv18xx broadcasts only the right operand of a binary op (TgBroadcastKernel), so dist is
@@ -100,13 +129,18 @@ def build_decode_step(weights: dict[str, np.ndarray], shape: ModelShape, window:
         k_new = g.op("Reshape", [k, shape_k], f"k_new_{l}")  # [1,H,hd,1]
         v = g.op("MatMul", [xn, g.const(p + "wv", w("attn.wv"))], p + "v_flat")
         v_new = g.op("Reshape", [v, shape_v], f"v_new_{l}")  # [1,H,1,hd]
-        keys = g.op("Concat", [f"k_cache_{l}", k_new], p + "keys", axis=3)  # [1,H,hd,W+1]
-        values = g.op("Concat", [f"v_cache_{l}", v_new], p + "values", axis=2)  # [1,H,W+1,hd]
-        scores = g.op("MatMul", [q, keys], p + "scores_raw")  # [1,H,1,W+1]
+        # self-split attention (module docstring): the caches are read, never copied
+        scores_cache = g.op("MatMul", [q, f"k_cache_{l}"], p + "scores_cache")  # [1,H,1,W]
+        score_self = g.op("MatMul", [q, k_new], p + "score_self")  # [1,H,1,1]
+        scores = g.op("Concat", [scores_cache, score_self], p + "scores_raw", axis=3)  # [1,H,1,W+1]
         scores = g.op("Mul", [scores, inv_sqrt_hd], p + "scores_scaled")
         scores = g.op("Add", [scores, attn_bias], p + "scores")
-        probs = g.op("Softmax", [scores], p + "probs", axis=-1)
-        ctx = g.op("MatMul", [probs, values], p + "ctx")  # [1,H,1,hd]
+        probs = g.op("Softmax", [scores], p + "probs", axis=-1)  # [1,H,1,W+1]
+        probs_cache = g.op("Slice", [probs, slice_0, slice_w, slice_axis], p + "probs_cache")  # [1,H,1,W]
+        prob_self = g.op("Slice", [probs, slice_w, slice_w1, slice_axis], p + "prob_self")  # [1,H,1,1]
+        ctx_cache = g.op("MatMul", [probs_cache, f"v_cache_{l}"], p + "ctx_cache")  # [1,H,1,hd]
+        ctx_self = g.op("Mul", [v_new, prob_self], p + "ctx_self")  # [1,H,1,hd]; the right operand broadcasts
+        ctx = g.op("Add", [ctx_cache, ctx_self], p + "ctx")  # [1,H,1,hd]
         ctx = g.op("Reshape", [ctx, shape_x], p + "ctx_flat")  # [1,1,D]
         attn = g.op("MatMul", [ctx, g.const(p + "wo", w("attn.wo"))], p + "attn_out")
         x = g.op("Add", [x, attn], p + "resid1")
@@ -130,8 +164,12 @@ def build_decode_step(weights: dict[str, np.ndarray], shape: ModelShape, window:
               "ln_f", axis=-1, epsilon=LAYERNORM_EPS)
     head = g.const("head", np.ascontiguousarray(f32(weight_name(None, "embedding")).T))  # [D,V]
     logits = g.op("MatMul", [xn, head], "logits_3d")  # [1,1,V]
-    g.op("Reshape", [logits, g.const("shape_logits", np.array([1, shape.vocab_size], np.int64))],
-         "logits")
+    shape_logits = g.const("shape_logits", np.array([1, shape.vocab_size], np.int64))
+    if log_probs:  # log-softmax on the TPU (lookup-table exp/log on cv18xx; tests/sim checks it)
+        logits = g.op("Reshape", [logits, shape_logits], "logits_raw")  # [1,V]
+        g.op("LogSoftmax", [logits], "logits", axis=-1)  # [1,V] log-probabilities
+    else:
+        g.op("Reshape", [logits, shape_logits], "logits")
 
     inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
               for n, s in input_specs(shape, window)]

@@ -54,9 +54,14 @@ EFFICIENCY_SCALE_SENSITIVITY = (1.0, 0.5, 0.1)
 DEFAULT_CPU_SCALE = 50.0
 CPU_SCALE_SENSITIVITY = (30.0, 50.0, 100.0)
 # K/V window traffic per element per step, read off the compiled bundles' tensor maps
-# (`model_tool --info`): the fp32 input is read once, then cast to a 2-byte copy and concatenated
-# with the new key/value (another 2-byte copy), each copy written and read once.
-KV_COPY_PASSES = 2
+# (`model_tool --info`). The window input is read once at its own dtype; on top of that, each
+# 2-byte on-chip copy of it is written and read once:
+# - "concat" attention (K/V caches concatenated with the new key/value, bundles before issue #15):
+#   a cast copy when the caches are float32, plus the Concat copy: 2 passes (fp32) or 1 (bf16);
+# - "self-split" attention (model_export/onnx_graph.py): no Concat copy: 1 pass (fp32 cast) or 0 (bf16).
+KV_COPY_PASSES = 2  # the "concat" graph with float32 caches (the default when a manifest says nothing)
+KV_COPY_PASSES_BY_FORM = {("concat", True): 2, ("concat", False): 1, ("self-split", True): 1,
+                          ("self-split", False): 0}  # (attention form, caches float32) -> passes
 KV_COPY_BYTES = 2
 
 STEP_FORMULA = ("step_ms = tpu_submits*submit_ms + moved_bytes/(ddr_gbps*1e6) + 2*macs/(int8_tops*1e9*"
@@ -98,7 +103,8 @@ def weight_matrices(V: int, D: int, L: int, F: int) -> dict[str, int]:
 
 
 def decode_step_stats(config: dict, quant: str, inputs: list | None = None,
-                      bf16_weights: str | None = None) -> dict:
+                      bf16_weights: str | None = None, decode_step: dict | None = None,
+                      logits_are_log_probs: bool = False) -> dict:
     """Work of one decode step (docs/design.md graph), analytic from the config.
 
     config: vocab_size V, d_model D, n_layers L, n_heads H, d_ff F, window W.
@@ -114,6 +120,11 @@ def decode_step_stats(config: dict, quant: str, inputs: list | None = None,
     splits the TPU work in two submits (seen in `model_tool --info` of cv180x-int8-w128); else 1.
     bf16_weights: in a mixed INT8 model, a regex of the weight matrices kept in BF16 (the
     manifest's `calibration.bf16_matmul_weights`, e.g. "head|l[0-9]+_w2"): those cost 2 bytes.
+    decode_step: the manifest's `decode_step` ({attention, kv_cache_dtype, compiled_routines}):
+    the attention form and the caches' dtype set KV_COPY_PASSES (KV_COPY_PASSES_BY_FORM); the
+    compiled routines (read from `model_tool --info` at export) replace the analytic submit and
+    CPU-routine counts. logits_are_log_probs: the graph ends in LogSoftmax (+ one bf16 read and
+    write of the V logits).
     """
     quant = normalise_quant(quant)
     try:
@@ -133,6 +144,7 @@ def decode_step_stats(config: dict, quant: str, inputs: list | None = None,
     macs = weight_elements + L * 2 * D * (W + 1)
     kv_elements = 2 * L * D * W
     input_bytes, float_input_elements = 0, 0
+    kv_float32 = True
     for spec in inputs:
         elements = math.prod(int(d) for d in spec["shape"])
         dtype = str(spec.get("dtype", "float32")).lower()
@@ -141,24 +153,43 @@ def decode_step_stats(config: dict, quant: str, inputs: list | None = None,
         input_bytes += elements * _DTYPE_BYTES[dtype]
         if dtype in ("float32", "fp32") and spec.get("name") != "mask":  # mask feeds a bf16 Add on the TPU
             float_input_elements += elements
-    activation_bytes = L * (10 * D + 2 * F + 4 * H * (W + 1)) * 2 + V * (2 + 4)
+        if str(spec.get("name", "")).startswith("k_cache_"):
+            kv_float32 = dtype in ("float32", "fp32")
+    decode_step = decode_step or {}
+    attention = decode_step.get("attention") or "concat"
+    if (attention, kv_float32) not in KV_COPY_PASSES_BY_FORM:
+        raise UserError(f"decode_step.attention {attention!r}: the board estimate knows "
+                        f"{', '.join(sorted({a for a, _ in KV_COPY_PASSES_BY_FORM}))}")
+    kv_copy_passes = KV_COPY_PASSES_BY_FORM[(attention, kv_float32)]
+    activation_bytes = L * (10 * D + 2 * F + 4 * H * (W + 1)) * 2 + V * (2 + 4) + (V * 4 if logits_are_log_probs else 0)
     bf16_weight_elements = 0
     if quant == "int8" and bf16_weights:
         pattern = re.compile(bf16_weights)
         bf16_weight_elements = sum(n for name, n in weight_matrices(V, D, L, F).items() if pattern.fullmatch(name))
     weight_bytes = weight_elements * BYTES_PER_WEIGHT[quant] + bf16_weight_elements * (2 - BYTES_PER_WEIGHT[quant])
-    kv_copy_bytes = kv_elements * KV_COPY_PASSES * 2 * KV_COPY_BYTES
+    kv_copy_bytes = kv_elements * kv_copy_passes * 2 * KV_COPY_BYTES
     int8_float_inputs = quant == "int8" and float_input_elements > 0
+    tpu_submits = 2 if int8_float_inputs else 1
+    cpu_routine_elements = int(float_input_elements) if int8_float_inputs else 0
+    routines_source = "analytic (an INT8 model with float32 inputs: CPU quant routines, 2 TPU routines)"
+    compiled_routines = decode_step.get("compiled_routines")
+    if compiled_routines:
+        tpu_submits = int(compiled_routines["tpu_routines"])
+        cpu_routine_elements = int(compiled_routines["cpu_routine_elements"])
+        routines_source = "compiled (manifest decode_step.compiled_routines, from model_tool --info)"
     return {
         "source": "analytic decode step (runtime/board_estimate.py decode_step_stats)",
         "quant": quant, "config": {"vocab_size": V, "d_model": D, "n_layers": L, "n_heads": H, "d_ff": F, "window": W},
         "macs": int(macs), "weight_elements": int(weight_elements), "weight_bytes": int(weight_bytes),
         "bf16_weight_elements": int(bf16_weight_elements), "bf16_weights": bf16_weights if bf16_weight_elements else None,
         "kv_elements": int(kv_elements), "input_bytes": int(input_bytes), "kv_copy_bytes": int(kv_copy_bytes),
+        "kv_copy_passes": kv_copy_passes, "attention": attention, "kv_cache_float32": kv_float32,
+        "logits_are_log_probs": bool(logits_are_log_probs),
         "activation_bytes": int(activation_bytes),
         "moved_bytes": int(weight_bytes + input_bytes + kv_copy_bytes + activation_bytes),
-        "tpu_submits": 2 if int8_float_inputs else 1,
-        "cpu_routine_elements": int(float_input_elements) if int8_float_inputs else 0,
+        "tpu_submits": tpu_submits,
+        "cpu_routine_elements": cpu_routine_elements,
+        "routines_source": routines_source,
     }
 
 
@@ -180,7 +211,8 @@ def bundle_step_stats(bundle) -> dict:
     quant = str(manifest.get("quant") or "bf16").lower()
     inputs = manifest.get("inputs") or None
     bf16_weights = (manifest.get("calibration") or {}).get("bf16_matmul_weights")
-    stats = decode_step_stats(config, quant, inputs, bf16_weights)
+    stats = decode_step_stats(config, quant, inputs, bf16_weights, manifest.get("decode_step"),
+                              bool(manifest.get("logits_are_log_probs")))
     stats.update({"chip": manifest.get("chip"), "bundle": str(directory), "ion_bytes": manifest.get("ion_bytes")})
     return stats
 

@@ -199,3 +199,33 @@ def test_mixed_int8_bundle_counts_its_bf16_weights_at_two_bytes():
     assert mixed["moved_bytes"] - plain["moved_bytes"] == extra
     assert sum(weight_matrices(100, 8, 2, 16).values()) == plain["weight_elements"]
     assert decode_step_stats(config, "bf16", bf16_weights="head")["weight_bytes"] == decode_step_stats(config, "bf16")["weight_bytes"]
+
+
+def test_self_split_bf16_window_moves_no_kv_copy():
+    """Issue #15: the K/V window in BF16 at the boundary, no Concat copy: read once, 2 bytes/element."""
+    H, hd, W = 2, 2, 3
+    inputs = [{"name": "x", "shape": [1, 1, 4], "dtype": "float32"},
+              {"name": "mask", "shape": [1, 1, 1, W], "dtype": "float32"},
+              {"name": "dist", "shape": [1, 1, 1, W], "dtype": "float32"},
+              {"name": "k_cache_0", "shape": [1, H, hd, W], "dtype": "bfloat16"},
+              {"name": "v_cache_0", "shape": [1, H, W, hd], "dtype": "bfloat16"}]
+    old = be.decode_step_stats(TINY, "bf16")  # concat graph, float32 caches
+    new = be.decode_step_stats(TINY, "bf16", inputs, decode_step={"attention": "self-split"})
+    assert old["kv_copy_passes"] == 2 and new["kv_copy_passes"] == 0 and new["kv_copy_bytes"] == 0
+    assert new["input_bytes"] == 4 * (4 + 3 + 3) + 2 * 24
+    assert old["moved_bytes"] - new["moved_bytes"] == 2 * 24 + old["kv_copy_bytes"]
+    fp32_split = be.decode_step_stats(TINY, "bf16", decode_step={"attention": "self-split"})
+    assert fp32_split["kv_copy_passes"] == 1  # the cast copy remains
+    assert be.decode_step_stats(TINY, "bf16", inputs, decode_step={"attention": "concat"})["kv_copy_passes"] == 1
+    with pytest.raises(UserError):
+        be.decode_step_stats(TINY, "bf16", inputs, decode_step={"attention": "flash"})
+
+
+def test_compiled_routines_replace_the_analytic_submits():
+    routines = {"tpu_routines": 1, "cpu_routines": 0, "cpu_routine_elements": 0}
+    analytic = be.decode_step_stats(TINY, "int8")
+    compiled = be.decode_step_stats(TINY, "int8", decode_step={"compiled_routines": routines})
+    assert analytic["tpu_submits"] == 2 and compiled["tpu_submits"] == 1 and compiled["cpu_routine_elements"] == 0
+    assert compiled["routines_source"].startswith("compiled")
+    log_probs = be.decode_step_stats(TINY, "bf16", logits_are_log_probs=True)
+    assert log_probs["activation_bytes"] - be.decode_step_stats(TINY, "bf16")["activation_bytes"] == 10 * 4

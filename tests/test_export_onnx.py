@@ -52,7 +52,10 @@ def test_onnxruntime_step_equals_numpy_reference(seed):
         logits, k_new, v_new = ref.decode_step(weights, CFG, feeds["x"], feeds["mask"], feeds["dist"],
                                                [feeds[f"k_cache_{l}"] for l in range(2)],
                                                [feeds[f"v_cache_{l}"] for l in range(2)])
-        np.testing.assert_allclose(got["logits"], logits, atol=1e-4)
+        # the graph ends in LogSoftmax (onnx_graph.LOGITS_ARE_LOG_PROBS): log-probabilities
+        log_probs = logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())
+        np.testing.assert_allclose(got["logits"], log_probs, atol=1e-4)
+        np.testing.assert_allclose(np.exp(got["logits"].astype(np.float64)).sum(), 1.0, atol=1e-5)
         for layer in range(2):
             np.testing.assert_allclose(got[f"k_new_{layer}"], k_new[layer], atol=1e-5)
             np.testing.assert_allclose(got[f"v_new_{layer}"], v_new[layer], atol=1e-5)
@@ -60,6 +63,31 @@ def test_onnxruntime_step_equals_numpy_reference(seed):
     other = ref.decode_step(noisy_weights(seed + 5), CFG, feeds["x"], feeds["mask"], feeds["dist"],
                             [feeds[f"k_cache_{l}"] for l in range(2)], [feeds[f"v_cache_{l}"] for l in range(2)])[0]
     assert np.abs(other - got["logits"]).max() > 1e-2
+
+
+def test_raw_logits_variant_equals_numpy_reference():
+    weights = noisy_weights(0)
+    model = onnx_graph.build_decode_step(weights, SHAPE, 8, log_probs=False)
+    assert "LogSoftmax" not in {node.op_type for node in model.graph.node}
+    session = ort.InferenceSession(model.SerializeToString())
+    rng = np.random.default_rng(3)
+    feeds = {n: rng.standard_normal(s).astype(np.float32) for n, s in onnx_graph.input_specs(SHAPE, 8)}
+    feeds["mask"][...] = 0.0
+    feeds["dist"] = (8 - np.arange(8)).astype(np.float32).reshape(1, 1, 1, 8)
+    got = session.run(["logits"], feeds)[0]
+    want = ref.decode_step(weights, CFG, feeds["x"], feeds["mask"], feeds["dist"],
+                           [feeds[f"k_cache_{l}"] for l in range(2)], [feeds[f"v_cache_{l}"] for l in range(2)])[0]
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_graph_never_copies_the_kv_window():
+    """Self-split attention: no op takes a K/V cache except the two attention MatMuls per layer."""
+    model = onnx_graph.build_decode_step(noisy_weights(0), SHAPE, 8)
+    for layer in range(2):
+        users = [(n.op_type, n.name) for n in model.graph.node
+                 if f"k_cache_{layer}" in n.input or f"v_cache_{layer}" in n.input]
+        assert users == [("MatMul", f"l{layer}_scores_cache"), ("MatMul", f"l{layer}_ctx_cache")], users
+    assert onnx_graph.kv_cache_input_positions(SHAPE) == [4, 5, 6, 7]
 
 
 def test_debug_outputs_expose_each_layer():
@@ -80,7 +108,10 @@ def test_int8_table_names_the_activation_ops():
     names = [line.split()[0] for line in export.int8_mixed_precision_table(model).read_text().splitlines()
              if not line.startswith("#")]
     assert "l0_ln1_LayerNormalization" in names and "layer1_out_Add" in names and "l1_probs_Softmax" in names
-    assert not any(name.endswith("_MatMul") for name in names)  # weights stay INT8
+    # weight MatMuls stay INT8; only the activation x activation ones (against the K/V caches) are named
+    matmuls = {name for name in names if name.endswith("_MatMul")}
+    assert matmuls == {f"l{l}_{what}_MatMul" for l in range(2) for what in export.BF16_ACTIVATION_MATMULS}
+    assert "l0_scores_raw_Concat" in names and "l0_probs_cache_Slice" in names and "logits_LogSoftmax" in names
 
 
 MODEL_TOOL_INFO = """Mlir Version: v1.30.2-20260831

@@ -40,11 +40,16 @@ def alibi_slopes(n_heads: int) -> np.ndarray:
     return np.array([2.0 ** (-8.0 * (h + 1) / n_heads) for h in range(n_heads)], np.float32)
 
 
-def attention_layer_onnx(d_model: int = 64, n_heads: int = 4, window: int = 24, seed: int = 0) -> bytes:
+def attention_layer_onnx(d_model: int = 64, n_heads: int = 4, window: int = 24, seed: int = 0,
+                         self_split: bool = False) -> bytes:
     """One decode-step layer in the pattern of docs/design.md (the one that lowers correctly).
 
     Inputs x[1,1,D], mask/dist[1,1,1,W], k_cache_0[1,H,hd,W], v_cache_0[1,H,W,hd]; outputs
     y[1,1,D] (after attention, Wo, residual, LayerNorm), k_new_0[1,H,hd,1], v_new_0[1,H,1,hd].
+    self_split=True: the shipped form (model_export/onnx_graph.py): the caches are never concatenated
+    with the new key/value (that copies the whole window every step); the token's score against its
+    own key is a separate [1,H,1,1] MatMul, the small score rows are concatenated, and the value
+    side is `probs[:W] @ V_cache + probs[W] * v_new`.
     """
     D, H, W = d_model, n_heads, window
     hd = D // H
@@ -74,9 +79,24 @@ def attention_layer_onnx(d_model: int = 64, n_heads: int = 4, window: int = 24, 
         helper.make_node("Reshape", ["q_flat", "q_shape"], ["q"]),  # [1,H,1,hd], no Transpose
         helper.make_node("Reshape", ["k_flat", "k_shape"], ["k_new_0"]),  # [1,H,hd,1]
         helper.make_node("Reshape", ["v_flat", "v_shape"], ["v_new_0"]),  # [1,H,1,hd]
-        helper.make_node("Concat", ["k_cache_0", "k_new_0"], ["keys"], axis=3),  # [1,H,hd,W+1]
-        helper.make_node("Concat", ["v_cache_0", "v_new_0"], ["values"], axis=2),  # [1,H,W+1,hd]
-        helper.make_node("MatMul", ["q", "keys"], ["scores_raw"]),  # [1,H,1,W+1]
+    ]
+    if self_split:
+        inits += [numpy_helper.from_array(np.array([0], np.int64), "s0"),
+                  numpy_helper.from_array(np.array([W], np.int64), "sW"),
+                  numpy_helper.from_array(np.array([W + 1], np.int64), "sW1"),
+                  numpy_helper.from_array(np.array([3], np.int64), "ax3")]
+        nodes += [
+            helper.make_node("MatMul", ["q", "k_cache_0"], ["scores_cache"]),  # [1,H,1,W]
+            helper.make_node("MatMul", ["q", "k_new_0"], ["score_self"]),  # [1,H,1,1]
+            helper.make_node("Concat", ["scores_cache", "score_self"], ["scores_raw"], axis=3),  # [1,H,1,W+1]
+        ]
+    else:
+        nodes += [
+            helper.make_node("Concat", ["k_cache_0", "k_new_0"], ["keys"], axis=3),  # [1,H,hd,W+1]
+            helper.make_node("Concat", ["v_cache_0", "v_new_0"], ["values"], axis=2),  # [1,H,W+1,hd]
+            helper.make_node("MatMul", ["q", "keys"], ["scores_raw"]),  # [1,H,1,W+1]
+        ]
+    nodes += [
         helper.make_node("Mul", ["scores_raw", "inv_sqrt_hd"], ["scores_scaled"]),
         # bias = mask - slope_h * dist, written so that only the RIGHT operand broadcasts: the cv18xx
         # backend asserts "only broadcast right operand supported!" for Mul(slopes[1,H,1,1], dist[1,1,1,W])
@@ -86,7 +106,18 @@ def attention_layer_onnx(d_model: int = 64, n_heads: int = 4, window: int = 24, 
         helper.make_node("Concat", ["bias_w", "self_bias"], ["bias"], axis=3),  # [1,H,1,W+1]
         helper.make_node("Add", ["scores_scaled", "bias"], ["scores"]),
         helper.make_node("Softmax", ["scores"], ["probs"], axis=-1),
-        helper.make_node("MatMul", ["probs", "values"], ["attended"]),  # [1,H,1,hd]
+    ]
+    if self_split:
+        nodes += [
+            helper.make_node("Slice", ["probs", "s0", "sW", "ax3"], ["probs_cache"]),  # [1,H,1,W]
+            helper.make_node("Slice", ["probs", "sW", "sW1", "ax3"], ["prob_self"]),  # [1,H,1,1]
+            helper.make_node("MatMul", ["probs_cache", "v_cache_0"], ["attended_cache"]),  # [1,H,1,hd]
+            helper.make_node("Mul", ["v_new_0", "prob_self"], ["attended_self"]),  # right operand broadcasts
+            helper.make_node("Add", ["attended_cache", "attended_self"], ["attended"]),  # [1,H,1,hd]
+        ]
+    else:
+        nodes.append(helper.make_node("MatMul", ["probs", "values"], ["attended"]))  # [1,H,1,hd]
+    nodes += [
         helper.make_node("Reshape", ["attended", "o_shape"], ["attended_flat"]),  # [1,1,D]
         helper.make_node("MatMul", ["attended_flat", "wo"], ["proj"]),
         helper.make_node("Add", ["x", "proj"], ["residual"]),
