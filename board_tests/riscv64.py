@@ -1,6 +1,7 @@
 """Compare the riscv64 (qemu) and x86 reports of board_tests/onboard/riscv64_smoke.py.
 
     python -m board_tests.riscv64 compare RISCV64.json X86.json [--json]
+    python -m board_tests.riscv64 compare-replay RISCV64.json X86.json [--json]   (demo --replay)
 
 Called by ci/riscv64.sh. The same numpy code on two CPUs: token ids, suggested words, kept KV
 slots and typed text must be identical; logits and probabilities may differ in the last bits
@@ -60,11 +61,47 @@ def compare(riscv: dict, x86: dict) -> dict:
             "checks": rows}
 
 
+REPLAY_KEYS = ("text", "suggestions", "keystrokes", "accepted", "backend")
+
+
+def compare_replay(riscv: dict, x86: dict) -> dict:
+    """Two `demo --replay --json` results: what was typed and shown must be identical."""
+    differ = [key for key in REPLAY_KEYS if riscv.get(key) != x86.get(key)]
+    return {"ok": not differ, "differ": differ,
+            "riscv64": {k: riscv.get(k) for k in REPLAY_KEYS},
+            "x86": {k: x86.get(k) for k in REPLAY_KEYS}}
+
+
+def _read_last_json(path: str) -> dict:
+    with open(path) as f:
+        return json.loads(f.read().strip().splitlines()[-1])
+
+
+def _main_replay(argv: list[str]) -> int:
+    try:
+        result = compare_replay(_read_last_json(argv[1]), _read_last_json(argv[2]))
+    except (OSError, ValueError, IndexError) as error:
+        print(f"riscv64: cannot read replay results: {error}", file=sys.stderr)
+        return 1
+    if "--json" in argv:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        for arch in ("riscv64", "x86"):
+            r = result[arch]
+            print(f"{arch + ':':9} text {r['text']!r} suggestions {r['suggestions']} "
+                  f"({r['keystrokes']} keystrokes, {r['accepted']} accepted, backend {r['backend']})")
+        print("riscv64 and x86 replays identical" if result["ok"]
+              else f"riscv64 replay differs from x86: {', '.join(result['differ'])}")
+    return 0 if result["ok"] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) >= 3 and argv[0] == "compare-replay":
+        return _main_replay(argv)
     if len(argv) < 3 or argv[0] != "compare":
-        print("usage: python -m board_tests.riscv64 compare RISCV64.json X86.json [--json]",
-              file=sys.stderr)
+        print("usage: python -m board_tests.riscv64 compare|compare-replay RISCV64.json X86.json "
+              "[--json]", file=sys.stderr)
         return 2
     reports = []
     for path in argv[1:3]:

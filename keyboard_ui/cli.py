@@ -230,7 +230,8 @@ def _run_interactive(args) -> int:
             input_name = "terminal"
         else:
             input_name = "evdev " + ",".join(sorted(keyboards.devices))
-            print(f"edgetype: input: {input_name} (grabbed until exit)", file=sys.stderr)
+            print(f"edgetype: input: {input_name} (reader {keyboards.reader}; grabbed until exit)",
+                  file=sys.stderr)
         print(f"edgetype: loading backend {args.backend}...", file=sys.stderr)
         session = open_engine_session(args.bundle, args.backend)
         if restored_text:

@@ -11,13 +11,17 @@ fails a read with ENODEV (unplugged) is dropped, its held keys forgotten, and th
 session. A keyboard plugged back in shows up on the next rescan (with the same or a new eventN).
 `select.select` is used, not epoll: the Duo V1 kernel is built with EPOLL=n.
 
-python-evdev is imported lazily (only when a device is opened); `open_device` and
-`list_event_paths` can be replaced, which is how the tests drive this loop with fake devices.
+Two readers: python-evdev when it imports, else keyboard_ui/evdev_stdlib.py (standard library
+only: the Milk-V V2 image has no python-evdev); `EDGETYPE_EVDEV_READER=stdlib` or `python-evdev`
+chooses one (a chosen python-evdev that does not import is an error, not a fallback).
+`evdev_reader()` says which one runs; the demo prints it. `open_device` and `list_event_paths` can
+be replaced, which is how the tests drive this loop with fake devices.
 """
 from __future__ import annotations
 
 import errno
 import glob
+import os
 import select
 import sys
 import time
@@ -45,14 +49,34 @@ class InputDeviceLike(Protocol):
     def close(self) -> None: ...
 
 
-def _open_evdev_device(path: str) -> InputDeviceLike:
+READERS = ("python-evdev", "stdlib")
+
+
+def evdev_reader() -> str:
+    """'python-evdev' when it is importable (or EDGETYPE_EVDEV_READER says so), else 'stdlib'."""
+    wanted = os.environ.get("EDGETYPE_EVDEV_READER", "")
+    if wanted and wanted not in READERS:
+        raise UserError(f"EDGETYPE_EVDEV_READER={wanted}: use one of {', '.join(READERS)}")
+    if wanted == "stdlib":
+        return "stdlib"
     try:
-        import evdev
+        import evdev  # noqa: F401
     except ImportError as error:
-        raise UserError(
-            "python-evdev is not installed: `pip install evdev` (host) or use --input terminal"
-        ) from error
-    return evdev.InputDevice(path)
+        if wanted == "python-evdev":
+            raise UserError("EDGETYPE_EVDEV_READER=python-evdev but python-evdev does not import "
+                            f"({error}): install it or unset the variable") from error
+        return "stdlib"
+    return "python-evdev"
+
+
+def _open_evdev_device(path: str) -> InputDeviceLike:
+    if evdev_reader() == "python-evdev":
+        import evdev
+
+        return evdev.InputDevice(path)
+    from keyboard_ui.evdev_stdlib import StdlibInputDevice
+
+    return StdlibInputDevice(path)
 
 
 def _list_event_paths() -> list[str]:
@@ -84,6 +108,7 @@ class KeyboardSet:
         self.wanted_path = wanted_path
         # resolved now, not at definition time, so tests can substitute the module functions
         self._open_device = open_device or _open_evdev_device
+        self.reader = "custom" if open_device else evdev_reader()  # which evdev reader runs
         self._list_event_paths = list_event_paths or _list_event_paths
         self.rescan_interval_s = rescan_interval_s
         self._clock = clock
@@ -125,7 +150,7 @@ class KeyboardSet:
         self._failed.discard(path)
         self.devices[path] = device
         self._set_led(device)
-        self._log(f"edgetype: keyboard {path} ({device.name})")
+        self._log(f"edgetype: keyboard {path} ({device.name}; reader {self.reader})")
         return True
 
     def _note_failure(self, path: str, error: OSError) -> None:
@@ -246,7 +271,8 @@ def describe_keyboards(list_event_paths: Callable[[], list[str]] | None = None,
             found.append({"path": path, "name": None, "keyboard": False, "error": error.strerror})
             continue
         try:
-            found.append({"path": path, "name": device.name, "keyboard": is_keyboard(device.capabilities())})
+            found.append({"path": path, "name": device.name, "keyboard": is_keyboard(device.capabilities()),
+                          "reader": "custom" if open_device is not _open_evdev_device else evdev_reader()})
         finally:
             device.close()
     return found

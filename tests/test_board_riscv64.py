@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 from board_tests.riscv64 import compare
 
 REPO = Path(__file__).resolve().parent.parent
@@ -142,3 +144,30 @@ def test_shipped_bundle_on_riscv64_matches_onnxruntime_golden(capsys):
                           f"(x86: {'same' if row['ok'] else 'see problems'}), golden {riscv['golden_words'][i]}")
     failing = [row for row in report["checks"] if not row["ok"]]
     assert result.returncode == 0 and not failing, failing
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bundle_kind", ["tiny", "shipped"])
+def test_overlay_demo_replay_on_riscv64_is_identical_to_x86(bundle_kind, tmp_path, capsys):
+    """The overlay's `demo --replay` (numpy backend) under qemu-riscv64 in the trixie rootfs and
+    on x86, both `python3 -I` on the overlay's tree: the same text and the same suggestions."""
+    from test_overlay_startup import ACCEPTING_TEXT, RECORDING, keys_for, typing_recording
+
+    if bundle_kind == "tiny":
+        bundle = make_bundle_with_golden(tmp_path / "bundle")
+    else:
+        shipped = sorted((REPO / "models" / "bundles").glob("cv180x-*-w128"))
+        assert shipped, "no models/bundles/cv180x-*-w128: the shipped bundle is committed"
+        bundle = shipped[0]
+    recordings = [RECORDING, typing_recording(tmp_path / "accepts.jsonl", keys_for(ACCEPTING_TEXT))]
+    for recording in recordings:
+        result = run_script("--bundle", str(bundle), "--replay", str(recording))
+        with capsys.disabled():  # into the CI log: both runs' text and suggestions
+            print(f"\n[riscv64] demo --replay {recording.name} with bundle {bundle.name} (numpy):")
+            for line in result.stdout.splitlines():
+                print(f"[riscv64]   {line}")
+        assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+        lines = result.stdout.splitlines()
+        assert lines[-1] == "riscv64 and x86 replays identical"
+        assert lines[0].startswith("riscv64:") and lines[1].startswith("x86:")
+        assert lines[0].split(":", 1)[1].strip() == lines[1].split(":", 1)[1].strip()
