@@ -3,7 +3,7 @@
 `ReferenceWindow` is the "full attention over what the window keeps" semantics of
 kv_window/window.py (`KVWindow`, the fast path): it keeps a plain sorted list of kept token
 indices and a dict of every token's K/V, and each step recomputes attention over exactly those
-tokens with `runtime.reference_model.decode_step` (compact caches, no slots, no mask), applying the
+tokens with `tpu_driver.reference_model.decode_step` (compact caches, no slots, no mask), applying the
 policy rules of kv_window/policies/ with plain Python (its own code, not the policy objects: only
 their slot layout and shared math are imported). Rollback is a stack of snapshots. Nothing here is
 fast or allocation-free; that is the point.
@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from runtime.reference_model import MASK_EMPTY, ModelConfig, alibi_slopes, decode_step, embed
+from tpu_driver.reference_model import MASK_EMPTY, ModelConfig, alibi_slopes, decode_step, embed
 
 from kv_window.policies import DEFAULT_POLICY, policy_class, resolve_positions
 from kv_window.policies.layer0 import Layer0Query, layer0_attention

@@ -26,8 +26,8 @@ from collections import deque
 
 import numpy as np
 
-from runtime.errors import UserError
-from runtime.reference_model import MASK_EMPTY, ModelConfig
+from tpu_driver.errors import UserError
+from tpu_driver.reference_model import MASK_EMPTY, ModelConfig
 
 from kv_window.policies import DEFAULT_POLICY, policy_class, resolve_positions
 

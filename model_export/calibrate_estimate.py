@@ -5,7 +5,7 @@ INT8, batch 1, TPU at 500 MHz) for resnet18 and mobilenet_v2. We write the same 
 PyTorch (random weights: time depends on shapes, not values; torchvision is not used), export
 ONNX 1x3x224x224 opset 13, compile them INT8 for cv180x and cv181x (cached, model_export/compile_cache.py),
 read the compiled model (`model_tool --info`: weight bytes, routines) and count MACs and activation
-traffic from the ONNX graph. Then `runtime.board_estimate` predicts each time, with one free parameter
+traffic from the ONNX graph. Then `measure.board_estimate` predicts each time, with one free parameter
 per chip (the achieved fraction of the INT8 peak), fitted on the other network of the same chip
 (leave-one-out) and on both (the committed value). Result: models/estimate_calibration.json.
 Host only: needs torch, onnx and the tpu-mlir toolchain.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime import board_estimate
+from measure import board_estimate
 from runtime.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -353,7 +353,7 @@ def run_calibration(write: bool = True, result_path: Path = RESULT_PATH, keystro
         if check:
             bundles.append(check)
     result = {
-        "label": "calibration of an ESTIMATOR (runtime/board_estimate.py) against vendor-published board times",
+        "label": "calibration of an ESTIMATOR (measure/board_estimate.py) against vendor-published board times",
         "published_source": PUBLISHED_SOURCE, "tpu_mlir_version": toolchain.tpu_mlir_version(),
         "formula": board_estimate.STEP_FORMULA, "submit_ms": board_estimate.SUBMIT_MS,
         "boards": board_estimate.BOARDS, "networks": report_rows, "fit": report["fit"],
@@ -372,13 +372,13 @@ SHIPPED_BUNDLES = ("cv181x-bf16-w128", "cv180x-int8-w128")
 
 def bundle_estimates(keystrokes: int, backend: str = "onnx", seed: int = 0) -> list[dict]:
     """Board ESTIMATES for the shipped bundles: one decode step, and per keystroke over a host replay
-    (runtime.bench.run_replay on the held-out text, `keystrokes` keys, typo rate 0.03, `seed`):
+    (measure.bench.run_replay on the held-out text, `keystrokes` keys, typo rate 0.03, `seed`):
     host overhead (keystroke time minus backend.run time) and forward calls per key, measured here,
     go through estimate_keystroke_ms at 30x / 50x / 100x."""
-    from runtime.bench import DEFAULT_TEXT, percentiles, run_replay
+    from measure.bench import DEFAULT_TEXT, percentiles, run_replay
     from runtime.bundle import load_bundle
     from runtime.engine import open_session
-    from runtime.evaluate import read_eval_text
+    from measure.evaluate import read_eval_text
 
     results = []
     text = read_eval_text(DEFAULT_TEXT)[0] if keystrokes else None

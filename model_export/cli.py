@@ -1,11 +1,12 @@
 """Subcommands of this package for the `edgetype` CLI (see runtime/cli.py).
 
-toolchain (model_export/toolchain.py), corpus (model_export/corpus.py), train, export, verify.
+toolchain (model_export/toolchain.py), selftest (model_export/selftest.py), corpus (model_export/corpus.py), train, export, verify.
 Heavy imports (torch, onnx, the toolchain) happen inside the handlers, so `edgetype --help`
 stays fast and works where they are missing.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]  # defaults resolve against the checkout, not the cwd
@@ -26,10 +27,28 @@ def _cmd_verify(args) -> int:
     return run_verify_command(args)
 
 
+def _cmd_selftest(args) -> int:
+    from model_export.selftest import run_selftest
+
+    report = run_selftest(chip=args.chip)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        verdict = "PASS" if report["ok"] else "FAIL"
+        print(f"selftest {verdict}: cmodel (simulator, {report['chip']} {report['quant']}) vs onnxruntime "
+              f"cosine {report['cosine']:.6f} (need >= {report['min_cosine']}); simulator run "
+              f"{report['cmodel_run_ms_simulator']} ms, cvimodel {report['cvimodel']}")
+    return 0 if report["ok"] else 1
+
+
 def register(subparsers, groups):
     """Add this package's subcommands; `groups` holds the shared `eval`/`bench`/`board` groups."""
     from model_export import calibrate_estimate, corpus, toolchain
     toolchain.register_toolchain(subparsers)
+    selftest = subparsers.add_parser("selftest", help="compile a tiny graph, run it on cmodel and onnx, compare")
+    selftest.add_argument("--chip", default="cv181x", choices=("cv181x", "cv180x"))
+    selftest.add_argument("--json", action="store_true", help="print one JSON object")
+    selftest.set_defaults(func=_cmd_selftest)
     corpus.register_corpus(subparsers)
     calibrate_estimate.register(subparsers, groups)
 

@@ -5,7 +5,7 @@
 
 Steps: load the model folder (config.json, weights.npz, tokenizer.json); estimate the ION the
 compiled step needs and refuse a window too big for the chip; build the ONNX graph
-(model_export/onnx_graph.py) and check it with onnxruntime against runtime/reference_model.py on
+(model_export/onnx_graph.py) and check it with onnxruntime against tpu_driver/reference_model.py on
 validation tokens; for INT8 collect calibration inputs by running the ONNX step over held-out
 validation text; compile through the compile cache (model_export/compile_cache.py); read the
 compiled tensors and the ION size back (`model_tool --info`); write manifest.json and golden.json.
@@ -99,14 +99,14 @@ def _log(message: str) -> None:
 @dataclass
 class TrainedModel:
     folder: Path
-    config: object  # runtime.reference_model.ModelConfig
+    config: object  # tpu_driver.reference_model.ModelConfig
     weights: dict  # name -> float32 ndarray
     tokenizer: object  # runtime.tokenizer.Tokenizer
     model_id: str
 
 
 def load_model_folder(folder: Path) -> TrainedModel:
-    from runtime import reference_model
+    from tpu_driver import reference_model
     from runtime.tokenizer import Tokenizer
 
     for name in ("config.json", "weights.npz", "tokenizer.json"):
@@ -185,7 +185,7 @@ class OnnxStepper:
         self.reset()
 
     def reset(self) -> None:
-        from runtime.reference_model import MASK_EMPTY
+        from tpu_driver.reference_model import MASK_EMPTY
 
         c, W = self.config, self.window
         self.feeds = {"x": np.zeros((1, 1, c.d_model), np.float32),
@@ -244,7 +244,7 @@ def validation_tokens(tokenizer, corpus_dir: Path, first_paragraph: int, count: 
 
 def check_onnx_against_reference(stepper: OnnxStepper, tokens: list[int], atol: float = 1e-3) -> float:
     """Max |onnx - numpy reference| of the logits over `tokens`; raises when over `atol`."""
-    from runtime import reference_model as ref
+    from tpu_driver import reference_model as ref
 
     c = stepper.config
     stepper.reset()
@@ -261,7 +261,7 @@ def check_onnx_against_reference(stepper: OnnxStepper, tokens: list[int], atol: 
         stepper.append(outputs)
     stepper.reset()
     if worst > atol:
-        raise RuntimeError(f"ONNX decode step disagrees with runtime/reference_model.py: max |logit diff| "
+        raise RuntimeError(f"ONNX decode step disagrees with tpu_driver/reference_model.py: max |logit diff| "
                            f"{worst:.2e} > {atol}; the exporter is wrong")
     return worst
 
@@ -521,7 +521,7 @@ def export_bundle(model_dir: Path, output: Path, chip: str, quant: str, window: 
             shutil.copyfile(compiled.cvimodel_path, tmp / "model.cvimodel")
             info_text = model_tool_info(tmp / "model.cvimodel")
             info = parse_model_tool_info(info_text)
-            from runtime.board_estimate import parse_model_tool_info as routines_of
+            from measure.board_estimate import parse_model_tool_info as routines_of
             routines = {k: v for k, v in routines_of(info_text).items() if k != "ion_bytes"}
             inputs, outputs = compiled_tensor_specs(info, onnx_graph.input_specs(shape, window),
                                                     onnx_graph.output_specs(shape))

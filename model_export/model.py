@@ -1,6 +1,6 @@
 """PyTorch twin of the decode-step model of docs/design.md, for training.
 
-The numpy oracle is `runtime/reference_model.py` (one decode step with a K/V window); this module
+The numpy oracle is `tpu_driver/reference_model.py` (one decode step with a K/V window); this module
 runs the same network over a whole sequence at once with a causal ALiBi bias, which is what
 training needs. `tests/test_model_twin.py` checks that both give the same logits.
 
@@ -19,14 +19,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from runtime.reference_model import alibi_slopes
+from tpu_driver.reference_model import alibi_slopes
 
 LAYERNORM_EPS = 1e-5
 
 
 @dataclass(frozen=True)
 class ModelShape:
-    """The shape half of config.json (runtime.reference_model.ModelConfig holds the same keys)."""
+    """The shape half of config.json (tpu_driver.reference_model.ModelConfig holds the same keys)."""
 
     vocab_size: int = 8192
     d_model: int = 256
@@ -34,7 +34,7 @@ class ModelShape:
     n_heads: int = 4
     d_ff: int = 1024
     window: int = 128
-    alibi_max_bias: float = 8.0  # runtime.reference_model.alibi_slopes(n_heads, alibi_max_bias)
+    alibi_max_bias: float = 8.0  # tpu_driver.reference_model.alibi_slopes(n_heads, alibi_max_bias)
 
     @property
     def head_dim(self) -> int:
@@ -54,7 +54,7 @@ class ModelShape:
 
 
 
-# One place that knows the weight names of runtime/reference_model.py.
+# One place that knows the weight names of tpu_driver/reference_model.py.
 def weight_name(layer: int | None, what: str) -> str:
     return what if layer is None else f"layers.{layer}.{what}"
 
@@ -148,7 +148,7 @@ class WordLM(nn.Module):
         return self.ln_f(x) @ self.embedding.t()
 
     def to_numpy_weights(self) -> dict[str, np.ndarray]:
-        """float32 weights named as runtime/reference_model.py expects."""
+        """float32 weights named as tpu_driver/reference_model.py expects."""
         out = {weight_name(None, "embedding"): self.embedding,
                weight_name(None, "ln_f.weight"): self.ln_f.weight,
                weight_name(None, "ln_f.bias"): self.ln_f.bias}

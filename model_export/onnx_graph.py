@@ -28,7 +28,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from model_export.model import LAYERNORM_EPS, ModelShape, weight_name
-from runtime.reference_model import alibi_slopes
+from tpu_driver.reference_model import alibi_slopes
 
 OPSET = 17  # LayerNormalization is an opset-17 op; tpu-mlir's converter reads it directly
 KV_CACHE_INPUT_DTYPE = "bfloat16"  # k_cache_*/v_cache_* in the compiled cvimodel (float32 in the ONNX)
@@ -81,7 +81,7 @@ def build_decode_step(weights: dict[str, np.ndarray], shape: ModelShape, window:
     """ONNX ModelProto of one decode step with a window of `window` slots.
 
     log_probs=True ends the graph in LogSoftmax (output `logits` = log-probabilities); False gives
-    the raw logits (tests compare both with runtime/reference_model.py).
+    the raw logits (tests compare both with tpu_driver/reference_model.py).
 
     debug_outputs=True also exposes each layer's residual stream (`layer{l}_out`, [1,1,D]) as a
     graph output, for bisecting a compiled graph that disagrees (`edgetype verify --debug`).
@@ -149,7 +149,7 @@ def build_decode_step(weights: dict[str, np.ndarray], shape: ModelShape, window:
                   p + "ln2", axis=-1, epsilon=LAYERNORM_EPS)
         hidden = g.op("MatMul", [xn, g.const(p + "w1", w("mlp.w1"))], p + "ffn_in")  # [1,1,F]
         hidden = g.op("Add", [hidden, g.const(p + "b1", w("mlp.b1"))], p + "ffn_in_b")
-        # GELU, tanh form (runtime/reference_model.py): 0.5 h (1 + tanh(sqrt(2/pi) (h + 0.044715 h^3)))
+        # GELU, tanh form (tpu_driver/reference_model.py): 0.5 h (1 + tanh(sqrt(2/pi) (h + 0.044715 h^3)))
         cube = g.op("Mul", [g.op("Mul", [hidden, hidden], p + "gelu_sq"), hidden], p + "gelu_cube")
         inner = g.op("Add", [hidden, g.op("Mul", [cube, gelu_c3], p + "gelu_c3h3")], p + "gelu_poly")
         tanh = g.op("Tanh", [g.op("Mul", [inner, gelu_c], p + "gelu_arg")], p + "gelu_tanh")

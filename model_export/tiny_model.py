@@ -3,7 +3,7 @@
     corpus = write_synthetic_corpus(tmp / "corpus")
     model = make_tiny_model_dir(tmp / "model", corpus)   # config.json, weights.npz, tokenizer.json
 
-The weights are random (runtime.reference_model.init_weights plus noise on every tensor so that
+The weights are random (tpu_driver.reference_model.init_weights plus noise on every tensor so that
 LayerNorm gains and biases are not trivially 1/0); the tokenizer is trained on the corpus.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ def write_synthetic_corpus(folder: Path, seed: int = 0, n_paragraphs: int = 300)
 def make_tiny_model_dir(folder: Path, corpus: Path, seed: int = 0, d_model: int = 64, n_layers: int = 2,
                         n_heads: int = 4, d_ff: int = 128, window: int = 16, noise: float = 0.05) -> Path:
     from model_export.train import read_paragraphs
-    from runtime import reference_model as ref
+    from tpu_driver import reference_model as ref
     from runtime.tokenizer import Tokenizer
 
     folder = Path(folder)

@@ -277,7 +277,7 @@ def main(argv=None) -> int:
     import torch
 
     from model_export.model import ModelShape, WordLM
-    from runtime.reference_model import ModelConfig, load_weights
+    from tpu_driver.reference_model import ModelConfig, load_weights
     from runtime.tokenizer import Tokenizer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -20,8 +20,10 @@ import time
 from pathlib import Path
 
 from runtime.errors import UserError
+# where the simulator library is: in the driver (the bottom layer), which needs it too
+from tpu_driver.simulator_paths import (INSTALL_HINT, TPU_MLIR_VERSION, package_root,  # noqa: F401
+                                        simulator_library_path, toolchain_dir, tpu_mlir_version)
 
-TPU_MLIR_VERSION = "1.30.2"
 # tpu-mlir imports more than it declares (PLATFORM.md): psutil, pkg_resources, torch, onnx*.
 PIP_REQUIREMENTS = [
     f"tpu-mlir=={TPU_MLIR_VERSION}",
@@ -38,7 +40,6 @@ BUNDLED_GLIBC_FILES = ("libc.so.6", "libm.so.6", "libpthread.so.0")
 BUNDLED_GLIBC_VERSION = (2, 35)
 GLIBC_MOVED_DIRNAME = "third_party_glibc_moved"
 MARKER_FILENAME = "edgetype-toolchain.json"
-INSTALL_HINT = "run `edgetype toolchain install`"
 
 
 def _log(message: str) -> None:
@@ -48,51 +49,8 @@ def _log(message: str) -> None:
 # --------------------------------------------------------------------------------------------
 # where things are
 
-def toolchain_dir() -> Path:
-    """The venv folder: `$EDGETYPE_TOOLCHAIN_DIR` or `~/.cache/edgetype/tpu-mlir-venv`."""
-    configured = os.environ.get("EDGETYPE_TOOLCHAIN_DIR")
-    if configured:
-        return Path(configured).expanduser()
-    return Path.home() / ".cache" / "edgetype" / "tpu-mlir-venv"
-
-
 def venv_python(venv_dir: Path | None = None) -> Path:
     return (venv_dir or toolchain_dir()) / "bin" / "python"
-
-
-def package_root(venv_dir: Path | None = None) -> Path | None:
-    """`.../site-packages/tpu_mlir` inside the venv, or None when tpu-mlir is not installed."""
-    venv_dir = venv_dir or toolchain_dir()
-    matches = sorted(glob.glob(str(venv_dir / "lib" / "python3.*" / "site-packages" / "tpu_mlir")))
-    for match in matches:
-        if (Path(match) / "lib").is_dir():
-            return Path(match)
-    return None
-
-
-def simulator_library_path(venv_dir: Path | None = None) -> Path | None:
-    """The x86 cmodel build of `libcviruntime.so` shipped in the wheel (None when absent).
-
-    Its RUNPATH (`$ORIGIN/:$ORIGIN/../lib/third_party/`) finds libcvikernel/libcvicmodel and the
-    bundled libstdc++, so a plain `dlopen` by absolute path works without LD_LIBRARY_PATH.
-    """
-    root = package_root(venv_dir)
-    if root is None:
-        return None
-    path = root / "lib" / "libcviruntime.so"
-    return path if path.is_file() else None
-
-
-def tpu_mlir_version(venv_dir: Path | None = None) -> str | None:
-    """Installed tpu-mlir version read from its dist-info (no subprocess), or None."""
-    root = package_root(venv_dir)
-    if root is None:
-        return None
-    for metadata in sorted(glob.glob(str(root.parent / "tpu_mlir-*.dist-info" / "METADATA"))):
-        for line in Path(metadata).read_text(errors="replace").splitlines():
-            if line.startswith("Version:"):
-                return line.split(":", 1)[1].strip()
-    return None
 
 
 def tool_path(name: str, venv_dir: Path | None = None) -> Path:

@@ -5,7 +5,7 @@
 Reads `models/corpus/{train,valid}.txt.gz` (paragraphs separated by blank lines), trains the
 tokenizer (`runtime.tokenizer.Tokenizer.train`) on train, then the model on random windows of the
 token stream (each paragraph starts with <bos>), and evaluates on valid. Writes `config.json`,
-`weights.npz` (float32, names of runtime/reference_model.py), `tokenizer.json`,
+`weights.npz` (float32, names of tpu_driver/reference_model.py), `tokenizer.json`,
 `training_log.json` (final validation loss and perplexity, per-token over every non-<bos> token).
 
 The learning-rate schedule runs on "progress" = max(step / steps, elapsed / time budget), so a
@@ -139,7 +139,7 @@ def train(corpus_dir: Path, out_dir: Path, settings: TrainSettings, device_name:
     from torch.nn import functional as F
 
     from model_export.model import ModelShape, WordLM, count_parameters
-    from runtime.reference_model import ModelConfig
+    from tpu_driver.reference_model import ModelConfig
     from runtime.tokenizer import BOS_ID, Tokenizer
 
     if device_name == "cuda" and not torch.cuda.is_available():

@@ -70,7 +70,7 @@ class WindowFeeder:
     """Writes one decode step's inputs into a backend and appends its new K/V (append-only window)."""
 
     def __init__(self, backend, config, weights):
-        from runtime.reference_model import MASK_EMPTY
+        from tpu_driver.reference_model import MASK_EMPTY
 
         self.backend, self.config, self.weights = backend, config, weights
         W = config.window
@@ -134,7 +134,7 @@ def reference_onnx_with_raw_logits(bundle, folder: Path) -> Path:
 def verify_bundle(bundle_dir: Path, steps: int, corpus_dir: Path, debug: bool = False) -> dict:
     from model_export.export import VERIFY_PARAGRAPH, validation_tokens
     from runtime.bundle import load_bundle
-    from runtime.reference_model import load_weights
+    from tpu_driver.reference_model import load_weights
     from tpu_driver.backends import open_backend
 
     bundle = load_bundle(bundle_dir)
@@ -205,7 +205,7 @@ def cmodel_check(bundle_dir: Path, tokens: list[int], min_cosine: float = EXPORT
     below `min_cosine`): export then leaves no bundle behind."""
     from model_export.compile_cache import CompileError
     from runtime.bundle import load_bundle
-    from runtime.reference_model import load_weights
+    from tpu_driver.reference_model import load_weights
     from tpu_driver.backends import open_backend
 
     bundle = load_bundle(bundle_dir)
@@ -269,7 +269,7 @@ def verify_typing(bundle_dir: Path, text_path: Path, chars: int, k: int = 3) -> 
     """`verify --typing`: suggestions and KSR of the engine on the cmodel vs the onnx reference."""
     from runtime.bundle import load_bundle
     from runtime.engine import open_session
-    from runtime.evaluate import SessionPredictor, read_eval_text, simulate_ideal_user
+    from measure.evaluate import SessionPredictor, read_eval_text, simulate_ideal_user
 
     if chars < 1:
         raise UserError(f"--chars {chars}: must be >= 1")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from runtime.errors import UserError
-from runtime.reference_model import ModelConfig, weight_shapes
+from tpu_driver.reference_model import ModelConfig, weight_shapes
 
 SUPPORTED_FORMAT_VERSION = 2  # 2: `bundle_id` covers the manifest (1 had none: migrate, see seal_manifest)
 KNOWN_CHIPS = ("cv180x", "cv181x")

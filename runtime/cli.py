@@ -1,8 +1,8 @@
 """`edgetype` command line: one dispatcher, each package registers its own subcommands.
 
 Every package owns a `cli.py` with `register(subparsers, groups)`; `groups` holds the shared
-sub-command groups (`eval`, `bench`, `board`) so that e.g. `eval ksr` (runtime) and `eval window`
-(kv_window) live in their own packages. A subcommand stores its handler as `func` and returns an
+sub-command groups (`eval`, `bench`, `board`) so that e.g. `bench latency` (measure)
+and `bench calibrate-estimate` (model_export) live in their own packages. A subcommand stores its handler as `func` and returns an
 exit code. Errors that are the user's (bad file, missing toolchain) are raised as `UserError` and
 printed as one line, never a traceback.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 
@@ -17,16 +18,20 @@ from runtime.errors import UserError
 
 # (module, what it provides) in the order they appear in `edgetype --help`
 _SUBCOMMAND_MODULES = [
-    "tpu_driver.cli",  # info, selftest
-    "model_export.cli",  # toolchain, corpus, train, export, verify
-    "runtime.cli_engine",  # eval ksr, bench latency, suggest
-    "kv_window.cli",  # eval window
+    "tpu_driver.cli",  # info
+    "runtime.cli_suggest",  # suggest
     "keyboard_ui.cli",  # demo
+    "model_export.cli",  # toolchain, selftest, corpus, train, export, verify, bench calibrate-estimate
+    "measure.cli",  # eval ksr, eval window, bench latency
     "board_tests.cli",  # board test, board deploy
     "firmware.cli",  # firmware overlay
 ]
-# Packages a board install may leave out; any other import failure is a bug and is raised.
-_HOST_ONLY_PACKAGES = {"model_export", "board_tests", "firmware"}
+# Host-only command modules: a board install (the firmware overlay) leaves them out, and their
+# commands are then simply not offered. The overlay ships board_tests/__init__.py and
+# board_tests/onboard/ but not board_tests/cli.py, so presence is checked per module, not per
+# package. A board module that is missing, or any import error inside a present module, is a
+# broken install or a bug and is raised.
+HOST_ONLY_MODULES = frozenset({"model_export.cli", "measure.cli", "board_tests.cli", "firmware.cli"})
 # Third-party packages the board code needs; without them a command cannot start, and says so in
 # one line. The init script exports EDGETYPE_ADD_<NAME> (firmware/images.py: how to add it on
 # the image the overlay was built for).
@@ -37,6 +42,14 @@ _GROUPS = {
     "bench": "measure speed (EVALUATION.md)",
     "board": "talk to a board over its serial console",
 }
+
+
+def _module_present(module_name: str) -> bool:
+    """True when `module_name` can be found (its package imports and the file is there)."""
+    try:
+        return importlib.util.find_spec(module_name) is not None
+    except ModuleNotFoundError:  # the parent package itself is absent
+        return False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,20 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
         group_parser.set_defaults(func=lambda args, p=group_parser: (p.print_help(), 2)[1])
     missing = []
     for module_name in _SUBCOMMAND_MODULES:
-        package = module_name.split(".")[0]
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            # A board install carries only the on-board packages (firmware/README.md): the
-            # host-only ones are absent there, and their commands are simply not offered.
-            # the overlay ships board_tests/onboard but not board_tests/cli.py: the missing
-            # module may be the package or the sub-module
-            missing_name = error.name or ""
-            if package not in _HOST_ONLY_PACKAGES or missing_name not in (package, module_name):
-                raise
-            missing.append(package)
+        if module_name in HOST_ONLY_MODULES and not _module_present(module_name):
+            missing.append(module_name)
             continue
-        module.register(subparsers, groups)
+        importlib.import_module(module_name).register(subparsers, groups)
     if missing:
         parser.epilog = f"not installed here (host-only): {', '.join(missing)}"
     return parser

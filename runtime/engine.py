@@ -49,10 +49,11 @@ from runtime.ranking import (LEXICON_MIN_PREFIX, LEXICON_WEIGHT, MAX_PARTIAL_CHA
                              RECENT_CAPACITY, RECENT_MIN_PREFIX, RECENT_TRIGRAM_BACKOFF, RECENT_WEIGHT,
                              SUGGESTION_SLACK, Ranker, Suggestion)
 from runtime.recent_words import RecentWords
-from runtime.reference_model import ModelConfig, load_weights
 from runtime.session_text import SessionText
 from runtime.token_sync import TokenSync
 from runtime.tokenizer import Tokenizer, is_sentence_start
+from tpu_driver.backends import open_backend
+from tpu_driver.reference_model import ModelConfig, load_weights
 
 
 def _make_window(backend, bundle: Bundle, policy: str | None, max_rollback: int) -> KVWindow:
@@ -240,8 +241,6 @@ def open_session(bundle=None, backend: str = "onnx", window_policy: str | None =
     one). opts: ring_size, prefill_max_tokens, core, the ranking weights (Session)."""
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle)
-    from tpu_driver.backends import open_backend
-
     model = open_backend(backend, bundle)
     try:
         window = _make_window(model, bundle, window_policy, max_rollback=max(64, opts.get("ring_size", 64)))

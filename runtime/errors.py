@@ -1,9 +1,9 @@
-"""Errors shared by every package (dependency-free so it imports on the board)."""
+"""The error type of user-caused failures, as the packages above the driver name it.
 
+`UserError` is defined once, at the bottom layer (tpu_driver/errors.py, dependency-free so it
+imports on the board); this module re-exports it under the name the CLI and the packages at or
+above `runtime` use (`runtime.errors.UserError`).
+"""
+from tpu_driver.errors import UserError
 
-class UserError(Exception):
-    """An error caused by input or environment (bad file, missing toolchain, wrong chip).
-
-    The CLI prints it as one line naming what is wrong and what to do, exit code 2; never a
-    traceback. Library code raises subclasses with the same contract.
-    """
+__all__ = ["UserError"]

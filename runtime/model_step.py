@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from runtime.errors import UserError
-from runtime.reference_model import ModelConfig
+from tpu_driver.reference_model import ModelConfig
 from runtime.tokenizer import BOS_ID
 
 

@@ -1,4 +1,4 @@
-"""`bench latency` (runtime/bench.py): replay, timings, allocation-free keystrokes."""
+"""`bench latency` (measure/bench.py): replay, timings, allocation-free keystrokes."""
 import json
 import subprocess
 import sys
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_bundle import TINY_TEXT, make_tiny_bundle
 
-from runtime.bench import board_estimate, naive_keystroke_ms, run_replay
+from measure.bench import board_estimate, naive_keystroke_ms, run_replay
 from runtime.bundle import load_bundle
 from runtime.engine import open_session
 
@@ -81,7 +81,7 @@ def test_keystrokes_allocate_no_kv_sized_arrays(bundle, policy):
 def test_board_estimate_uses_measured_calls_and_overhead(bundle):
     from dataclasses import asdict
 
-    from runtime.board_estimate import decode_step_stats, estimate_step_ms
+    from measure.board_estimate import decode_step_stats, estimate_step_ms
 
     calls = np.array([0, 1, 0, 2, 0])
     overhead = np.array([0.01, 0.2, 0.01, 0.3, 0.02])

@@ -1,11 +1,11 @@
-"""Board latency estimator (runtime/board_estimate.py): arithmetic, parsing, and the committed fit."""
+"""Board latency estimator (measure/board_estimate.py): arithmetic, parsing, and the committed fit."""
 import json
 import math
 
 import numpy as np
 import pytest
 
-from runtime import board_estimate as be
+from measure import board_estimate as be
 from runtime.errors import UserError
 
 TINY = {"vocab_size": 10, "d_model": 4, "n_layers": 1, "n_heads": 2, "d_ff": 8, "window": 3}
@@ -190,7 +190,7 @@ def test_efficiency_sensitivity_grows_the_step():
 
 
 def test_mixed_int8_bundle_counts_its_bf16_weights_at_two_bytes():
-    from runtime.board_estimate import decode_step_stats, weight_matrices
+    from measure.board_estimate import decode_step_stats, weight_matrices
     config = {"vocab_size": 100, "d_model": 8, "n_layers": 2, "n_heads": 2, "d_ff": 16, "window": 4}
     plain = decode_step_stats(config, "int8")
     mixed = decode_step_stats(config, "int8", bf16_weights=r"head|l[0-9]+_w2")

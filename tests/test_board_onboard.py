@@ -20,7 +20,7 @@ from board_tests.onboard.decode import SequentialDecoder
 from board_tests.onboard.golden import compare_logits, compare_suggestions
 from board_tests.onboard.test_ion import ion_used_bytes
 from board_tests.onboard.test_keyboard import keyboards, parse_input_devices
-from runtime import reference_model as ref
+from tpu_driver import reference_model as ref
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -157,7 +157,7 @@ class _TensorIO:
 
 
 class ReferenceBackendDouble:
-    """The backend interface (docs/design.md) over runtime/reference_model.decode_step: a test
+    """The backend interface (docs/design.md) over tpu_driver/reference_model.decode_step: a test
     double for tpu_driver's backends so the decoder's slot bookkeeping is checked on its own."""
 
     name = "numpy"

@@ -55,7 +55,7 @@ def test_compare_accepts_rounding_and_rejects_real_differences():
 
 
 class ReferenceStepper:
-    """model_export.export.golden_data's stepper interface over runtime/reference_model.py
+    """model_export.export.golden_data's stepper interface over tpu_driver/reference_model.py
     (full attention over the tokens so far = slots filled in order): golden.json for a
     numpy-only bundle, written by the exporter's own function."""
 
@@ -66,7 +66,7 @@ class ReferenceStepper:
         self.tokens = []
 
     def step(self, token):
-        from runtime import reference_model as ref
+        from tpu_driver import reference_model as ref
 
         self.tokens.append(int(token))
         return {"logits": ref.forward_sequence(self.weights, self.cfg, self.tokens)[-1:]}  # (1,V)
@@ -83,7 +83,7 @@ def make_bundle_with_golden(directory: Path) -> Path:
     from test_bundle import make_tiny_bundle
 
     from model_export.export import golden_data
-    from runtime import reference_model as ref
+    from tpu_driver import reference_model as ref
     from runtime.tokenizer import Tokenizer
 
     make_tiny_bundle(directory, window=32)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from runtime.bundle import (BundleError, BundleLocation, default_bundle_dir, load_bundle, sha256_file)
-from runtime.reference_model import ModelConfig, init_weights
+from tpu_driver.reference_model import ModelConfig, init_weights
 from runtime.tokenizer import Tokenizer
 
 TINY_TEXT = ("The cat sat on the mat. The dog sat on the log. I think the cat and the dog are friends.\n"

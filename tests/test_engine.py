@@ -8,7 +8,7 @@ from test_bundle import make_tiny_bundle
 from runtime.bundle import load_bundle
 from runtime.engine import MAX_PARTIAL_CHARS, open_session
 from runtime.errors import UserError
-from runtime.reference_model import forward_sequence, load_weights
+from tpu_driver.reference_model import forward_sequence, load_weights
 from runtime.tokenizer import BOS_ID
 
 

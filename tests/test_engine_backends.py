@@ -6,7 +6,7 @@ from test_bundle import make_tiny_model_dir
 
 from runtime.bundle import load_bundle
 from runtime.engine import open_session
-from runtime.reference_model import load_weights
+from tpu_driver.reference_model import load_weights
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Ideal-user simulation and `eval ksr` (runtime/evaluate.py) on hand-made examples."""
+"""Ideal-user simulation and `eval ksr` (measure/evaluate.py) on hand-made examples."""
 import gzip
 import re
 
@@ -8,7 +8,7 @@ from test_bundle import make_tiny_bundle
 from runtime.bundle import load_bundle
 from runtime.engine import open_session
 from runtime.errors import UserError
-from runtime.evaluate import NgramPredictor, evaluate_ksr, read_eval_text, simulate_ideal_user
+from measure.evaluate import NgramPredictor, evaluate_ksr, read_eval_text, simulate_ideal_user
 
 
 class FakePredictor:
@@ -94,7 +94,7 @@ def test_read_eval_text_bad_inputs(tmp_path):
 
 
 def test_ngram_predictor_context_prefix_and_casing():
-    from runtime.ngram import NgramModel
+    from measure.ngram import NgramModel
 
     text = "The cat sat in London. I saw London, the cat sat.\nThe cat sat in the hat. I think.\n" * 3
     ngram = NgramModel.train([text], order=3, min_count=1)
@@ -162,11 +162,11 @@ def test_cli_eval_ksr_json_with_baseline_and_plot(tmp_path):
 def test_ranking_flags_reach_the_session_and_bad_values_are_refused(tmp_path):
     import argparse
 
-    from runtime.cli_engine import _add_model_args, session_options
+    from runtime.cli_suggest import add_model_args, session_options
     from runtime.errors import UserError
 
     parser = argparse.ArgumentParser()
-    _add_model_args(parser)
+    add_model_args(parser)
     args = parser.parse_args(["--lexicon-weight", "1", "--recent-trigram-backoff", "4", "--recent-weight", "0"])
     options = session_options(args)
     assert options == {"recent_weight": 0.0, "recent_trigram_backoff": 4.0, "lexicon_weight": 1.0}

@@ -1,4 +1,4 @@
-"""The exported ONNX decode step (model_export/onnx_graph.py) == runtime/reference_model.py, and
+"""The exported ONNX decode step (model_export/onnx_graph.py) == tpu_driver/reference_model.py, and
 the exporter's checks that need no toolchain."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from model_export import export, onnx_graph
 from model_export.model import ModelShape
 from model_export.tiny_model import make_tiny_model_dir, write_synthetic_corpus
-from runtime import reference_model as ref
+from tpu_driver import reference_model as ref
 from runtime.cli import main as edgetype_main
 from runtime.errors import UserError
 

@@ -1,11 +1,11 @@
-"""The fidelity harness of `edgetype eval window` (kv_window/fidelity.py, kv_window/cli.py)."""
+"""The fidelity harness of `edgetype eval window` (measure/window_fidelity.py, measure/cli_window.py)."""
 import json
 
 import numpy as np
 
-from kv_window.fidelity import LogitsPredictor, agreement, full_context_logits, ksr
+from measure.window_fidelity import LogitsPredictor, agreement, full_context_logits, ksr
 from kv_window.policies import POLICIES
-from runtime.reference_model import ModelConfig, forward_sequence, init_weights
+from tpu_driver.reference_model import ModelConfig, forward_sequence, init_weights
 from runtime.tokenizer import SPECIALS, Tokenizer
 
 

@@ -1,5 +1,5 @@
 """KVWindow (kv_window/window.py) against its plain twin ReferenceWindow (kv_window/reference.py)
-and against full attention (runtime/reference_model.forward_sequence)."""
+and against full attention (tpu_driver/reference_model.forward_sequence)."""
 import tracemalloc
 
 import numpy as np
@@ -11,7 +11,7 @@ from kv_window import KVWindow, RollbackTooDeep
 from kv_window.policies import POLICIES
 from kv_window.reference import ArrayBackend, ReferenceWindow
 from runtime.errors import UserError
-from runtime.reference_model import MASK_EMPTY, ModelConfig, embed, forward_sequence, init_weights
+from tpu_driver.reference_model import MASK_EMPTY, ModelConfig, embed, forward_sequence, init_weights
 
 TINY = ModelConfig(vocab_size=37, d_model=16, n_layers=2, n_heads=2, d_ff=32, window=20)
 TINY_WEIGHTS = init_weights(TINY, seed=5)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from model_export.tiny_model import write_synthetic_corpus
-from runtime import reference_model
+from tpu_driver import reference_model
 from runtime.cli import main as edgetype_main
 from runtime.tokenizer import Tokenizer
 

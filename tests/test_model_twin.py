@@ -1,4 +1,4 @@
-"""The PyTorch training twin (model_export/model.py) computes what runtime/reference_model.py does."""
+"""The PyTorch training twin (model_export/model.py) computes what tpu_driver/reference_model.py does."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from model_export.model import ModelShape, WordLM, count_parameters
-from runtime import reference_model as ref
+from tpu_driver import reference_model as ref
 
 SHAPE = ModelShape(vocab_size=97, d_model=32, n_layers=2, n_heads=4, d_ff=64, window=16)
 CFG = ref.ModelConfig(97, 32, 2, 4, 64, 16)

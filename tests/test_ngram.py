@@ -1,4 +1,4 @@
-"""runtime/ngram.py: interpolated modified Kneser-Ney, checked by hand on tiny corpora, and its
+"""measure/ngram.py: interpolated modified Kneser-Ney, checked by hand on tiny corpora, and its
 fast prefix-filtered suggestions checked against the full distribution (the oracle)."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import random
 import numpy as np
 import pytest
 
-from runtime import ngram
+from measure import ngram
 from runtime.errors import UserError
-from runtime.ngram import NgramModel, _discounts, perplexity
+from measure.ngram import NgramModel, _discounts, perplexity
 
 TINY = ["a b", "a c", "a b"]  # stream: \n a b \n a c \n a b \n
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from runtime.errors import UserError
-from runtime.reference_model import MASK_EMPTY, ModelConfig, decode_step, init_weights
+from tpu_driver.reference_model import MASK_EMPTY, ModelConfig, decode_step, init_weights
 from tpu_driver.backends.numpy_ref import NumpyBackend
 
 CFG = ModelConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=4, d_ff=64, window=8)

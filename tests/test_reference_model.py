@@ -1,7 +1,7 @@
-"""The numpy decode step against the full-sequence oracle (runtime/reference_model.py)."""
+"""The numpy decode step against the full-sequence oracle (tpu_driver/reference_model.py)."""
 import numpy as np
 
-from runtime.reference_model import (MASK_EMPTY, ModelConfig, check_weights, decode_step, embed,
+from tpu_driver.reference_model import (MASK_EMPTY, ModelConfig, check_weights, decode_step, embed,
                                      forward_sequence, init_weights)
 
 

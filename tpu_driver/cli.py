@@ -1,8 +1,12 @@
-"""Subcommands of this package for the `edgetype` CLI (see runtime/cli.py): info, selftest."""
+"""Subcommands of this package for the `edgetype` CLI (see runtime/cli.py): info.
+
+`selftest` compiles a graph, so it lives with the compiler in model_export/ (host only)."""
 from __future__ import annotations
 
 import json
 import platform
+
+from tpu_driver import simulator_paths
 
 
 def info_report() -> dict:
@@ -19,13 +23,9 @@ def info_report() -> dict:
         tpu_device = board_chip = None
     report = {"backends": backends, "machine": platform.machine(), "python": platform.python_version(),
               "tpu_device": tpu_device, "board_chip": board_chip}
-    try:
-        from model_export.toolchain import TPU_MLIR_VERSION, toolchain_dir, tpu_mlir_version
-
-        report["toolchain"] = {"dir": str(toolchain_dir()), "tpu_mlir_version": tpu_mlir_version(),
-                               "expected_tpu_mlir_version": TPU_MLIR_VERSION}
-    except ImportError:
-        report["toolchain"] = None
+    report["toolchain"] = {"dir": str(simulator_paths.toolchain_dir()),
+                           "tpu_mlir_version": simulator_paths.tpu_mlir_version(),
+                           "expected_tpu_mlir_version": simulator_paths.TPU_MLIR_VERSION}
     return report
 
 
@@ -43,26 +43,8 @@ def _cmd_info(args) -> int:
     return 0
 
 
-def _cmd_selftest(args) -> int:
-    from tpu_driver.selftest import run_selftest
-
-    report = run_selftest(chip=args.chip)
-    if args.json:
-        print(json.dumps(report, indent=1))
-    else:
-        verdict = "PASS" if report["ok"] else "FAIL"
-        print(f"selftest {verdict}: cmodel (simulator, {report['chip']} {report['quant']}) vs onnxruntime "
-              f"cosine {report['cosine']:.6f} (need >= {report['min_cosine']}); simulator run "
-              f"{report['cmodel_run_ms_simulator']} ms, cvimodel {report['cvimodel']}")
-    return 0 if report["ok"] else 1
-
-
 def register(subparsers, groups):
     """Add this package's subcommands; `groups` holds the shared `eval`/`bench`/`board` groups."""
     info = subparsers.add_parser("info", help="which backends (tpu, cmodel, onnx, numpy) run here, and why not")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(func=_cmd_info)
-    selftest = subparsers.add_parser("selftest", help="compile a tiny graph, run it on cmodel and onnx, compare")
-    selftest.add_argument("--chip", default="cv181x", choices=("cv181x", "cv180x"))
-    selftest.add_argument("--json", action="store_true", help="print one JSON object")
-    selftest.set_defaults(func=_cmd_selftest)

@@ -1,11 +1,23 @@
-"""Errors of the TPU driver; every one is a `runtime.errors.UserError` (one line, exit code 2).
+"""Errors of the TPU driver, and `UserError`, the error type every package shares.
+
+`UserError` is defined here, at the bottom layer, so that the driver imports nothing above it;
+`runtime.errors` re-exports it for the packages above. Every driver error is a `UserError`
+(one line, exit code 2).
 
 `CVI_RC` codes (cviruntime `cvitpu_debug.h` -> `cvi_errno.h`) are `0xC0778000 | n`; the generic
 failure is -1. `CviRuntimeError` names the code, the call and what the driver was doing.
 """
 from __future__ import annotations
 
-from runtime.errors import UserError
+
+class UserError(Exception):
+    """An error caused by input or environment (bad file, missing toolchain, wrong chip).
+
+    The CLI prints it as one line naming what is wrong and what to do, exit code 2; never a
+    traceback. Library code raises subclasses with the same contract. A programmer error (a bug)
+    is not a UserError: let it raise normally, with its traceback.
+    """
+
 
 CVI_RC_SUCCESS = 0
 CVI_RC_FAILURE = -1

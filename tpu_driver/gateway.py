@@ -29,6 +29,7 @@ from pathlib import Path
 
 import cffi
 
+from tpu_driver import simulator_paths
 from tpu_driver.errors import DeviceNotFoundError, LibraryNotFoundError, WrongChipError
 
 LIBRARY_NAME = "libcviruntime.so"
@@ -144,11 +145,7 @@ class Library:
 
 
 def _toolchain_simulator_library() -> Path | None:
-    try:  # model_export is host-only; on the board it may be absent
-        from model_export.toolchain import simulator_library_path
-    except ImportError:
-        return None
-    return simulator_library_path()
+    return simulator_paths.simulator_library_path()  # None on the board (no toolchain there)
 
 
 def discover_candidates(explicit=None, environ=None, board_dirs=BOARD_LIBRARY_DIRS,

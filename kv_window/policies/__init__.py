@@ -14,7 +14,7 @@ Measurements behind the defaults: docs/kv-window.md.
 """
 from __future__ import annotations
 
-from runtime.errors import UserError
+from tpu_driver.errors import UserError
 
 from kv_window.policies.base import Layout, Policy
 from kv_window.policies.fifo import Fifo

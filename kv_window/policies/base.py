@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.errors import UserError
+from tpu_driver.errors import UserError
 
 
 class Layout:

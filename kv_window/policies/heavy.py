@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.errors import UserError
-from runtime.reference_model import alibi_slopes
+from tpu_driver.errors import UserError
+from tpu_driver.reference_model import alibi_slopes
 
 from kv_window.policies.base import Layout
 from kv_window.policies.layer0 import Layer0Policy, layer0_attention

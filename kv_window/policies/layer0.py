@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from runtime.errors import UserError
-from runtime.reference_model import LN_EPS, ModelConfig
+from tpu_driver.errors import UserError
+from tpu_driver.reference_model import LN_EPS, ModelConfig
 
 from kv_window.policies.base import Policy
 

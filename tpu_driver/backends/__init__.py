@@ -1,14 +1,14 @@
 """Backends by name: `open_backend(name, bundle_or_paths, **opts)`; never a silent fallback.
 
 One module per backend (docs/design.md): tpu.py (board), cmodel.py (x86 simulator), onnx.py
-(onnxruntime), numpy_ref.py (runtime/reference_model.py math). `available_backends()` says which
+(onnxruntime), numpy_ref.py (tpu_driver/reference_model.py math). `available_backends()` says which
 run here and why not.
 """
 from __future__ import annotations
 
 import importlib
 
-from runtime.errors import UserError
+from tpu_driver.errors import UserError
 from tpu_driver.backends.base import Availability, TensorSpec  # noqa: F401 - re-exported
 
 BACKEND_NAMES = ("tpu", "cmodel", "onnx", "numpy")
@@ -39,7 +39,7 @@ def _numpy_availability() -> Availability:
         importlib.import_module(_MODULES["numpy"])
     except Exception as error:  # noqa: BLE001 - report any import failure as the reason
         return Availability("numpy", False, f"numpy backend does not import: {error}")
-    return Availability("numpy", True, "runtime/reference_model.py math in numpy", numpy.__file__, numpy.__version__)
+    return Availability("numpy", True, "tpu_driver/reference_model.py math in numpy", numpy.__file__, numpy.__version__)
 
 
 def available_backends() -> dict:

@@ -23,7 +23,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
-from runtime.errors import UserError
+from tpu_driver.errors import UserError
 
 
 class TensorSpec(NamedTuple):

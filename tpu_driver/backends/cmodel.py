@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
-from runtime.errors import UserError
-from tpu_driver import gateway
+from tpu_driver import gateway, simulator_paths
+from tpu_driver.errors import UserError
 from tpu_driver.backends.base import Availability
 from tpu_driver.backends.cvimodel_backend import CvimodelBackend
 
@@ -27,11 +27,10 @@ def _env_library() -> str | None:
 def simulator_library(explicit=None) -> gateway.Library:
     explicit = explicit or _env_library()
     if explicit is None:
-        from model_export.toolchain import INSTALL_HINT, simulator_library_path
-
-        explicit = simulator_library_path()
+        explicit = simulator_paths.simulator_library_path()
         if explicit is None:
-            raise UserError(f"cmodel backend needs the tpu-mlir toolchain's simulator library; {INSTALL_HINT}")
+            raise UserError("cmodel backend needs the tpu-mlir toolchain's simulator library; "
+                            f"{simulator_paths.INSTALL_HINT}")
     library = gateway.load_library(explicit)
     if library.kind != "simulator":
         raise UserError(f"{library.path} is a board runtime, not the cmodel simulator; use backend 'tpu'")
@@ -52,14 +51,10 @@ def availability() -> Availability:
             return Availability(NAME, False, str(error), _env_library(), None)
         return Availability(NAME, True, "x86 cv18xx simulator ($EDGETYPE_CVIRUNTIME)",
                             str(library.path), None)
-    try:
-        from model_export.toolchain import INSTALL_HINT, simulator_library_path, tpu_mlir_version
-    except ImportError:
-        return Availability(NAME, False, "model_export (host tooling) is not installed here")
-    path = simulator_library_path()
+    path = simulator_paths.simulator_library_path()
     if path is None:
-        return Availability(NAME, False, f"tpu-mlir toolchain not installed; {INSTALL_HINT}")
-    version = tpu_mlir_version()
+        return Availability(NAME, False, f"tpu-mlir toolchain not installed; {simulator_paths.INSTALL_HINT}")
+    version = simulator_paths.tpu_mlir_version()
     try:
         library = gateway.load_library(path)
     except UserError as error:

@@ -11,7 +11,7 @@ import numpy as np
 
 from tpu_driver.backends.base import BackendBase, TensorSpec, resolve_source, specs_from_onnx
 from tpu_driver.model import CviModel
-from runtime.errors import UserError
+from tpu_driver.errors import UserError
 
 
 class OutputSnapshot:

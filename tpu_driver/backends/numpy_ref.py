@@ -1,4 +1,4 @@
-"""The numpy backend: `runtime/reference_model.decode_step` math on the bundle's weights.npz.
+"""The numpy backend: `tpu_driver/reference_model.decode_step` math on the bundle's weights.npz.
 
 Same interface as every backend (docs/design.md, "Backends"): `inputs`/`outputs` specs, `input(name)`
 / `output(name)` tensors with `write(values, index=None)` / `read()`, `run()`, `close()`. All
@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import UserError
-from runtime.reference_model import LN_EPS, ModelConfig, alibi_slopes, check_weights, load_weights
+from tpu_driver.errors import UserError
+from tpu_driver.reference_model import LN_EPS, ModelConfig, alibi_slopes, check_weights, load_weights
 from tpu_driver.backends.base import ArrayTensor, Availability, BackendBase, TensorSpec
 
 
@@ -147,14 +146,11 @@ def availability() -> Availability:
 
 
 def open_backend(source, **opts) -> NumpyBackend:
-    """The numpy backend on a bundle object (`config`, `weights_path`) or a bundle/model folder."""
+    """The numpy backend on a bundle object (`config`, `weights_path`: runtime/bundle.py loads one;
+    the driver does not import runtime, so a folder path is not accepted here)."""
     if opts:
         raise UserError(f"numpy backend: unknown options {', '.join(sorted(opts))}")
     bundle = getattr(source, "bundle", None) or source  # a base.ModelSource carries the bundle
-    if isinstance(bundle, (str, Path)):
-        from runtime.bundle import load_bundle
-
-        bundle = load_bundle(bundle)
     if not hasattr(bundle, "config") or not hasattr(bundle, "weights_path"):
         raise UserError("numpy backend needs a bundle or model folder (config.json + weights.npz)")
     return NumpyBackend.from_bundle(bundle)

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from runtime.errors import UserError
+from tpu_driver.errors import UserError
 from tpu_driver.backends.base import (ArrayTensor, Availability, BackendBase, TensorSpec, resolve_source,
                                       specs_from_onnx)
 

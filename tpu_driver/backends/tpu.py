@@ -6,7 +6,7 @@ device (/dev/cvi-tpu0, or $TPU_DEV) must exist.
 """
 from __future__ import annotations
 
-from runtime.errors import UserError
+from tpu_driver.errors import UserError
 from tpu_driver import gateway
 from tpu_driver.backends.base import Availability
 from tpu_driver.backends.cvimodel_backend import CvimodelBackend

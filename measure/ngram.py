@@ -486,15 +486,15 @@ def perplexity(model: NgramModel, paragraphs: Iterable[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m runtime.ngram`: train (or load from the cache) and measure on a valid split.
+    """`python -m measure.ngram`: train (or load from the cache) and measure on a valid split.
 
     Prints one JSON object: training/loading time, perplexity on --valid, and KSR / next-word
-    accuracy (EVALUATION.md, runtime/evaluate.py's ideal user) on its first --ksr-chars chars.
+    accuracy (EVALUATION.md, measure/evaluate.py's ideal user) on its first --ksr-chars chars.
     """
     import argparse
     import time
 
-    parser = argparse.ArgumentParser(prog="python -m runtime.ngram", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m measure.ngram", description=main.__doc__)
     parser.add_argument("--train", default="models/corpus/train.txt.gz")
     parser.add_argument("--valid", default="models/corpus/valid.txt.gz")
     parser.add_argument("--order", type=int, default=DEFAULT_ORDER)
@@ -515,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     report["valid"] = {**perplexity(model, iter_corpus_paragraphs(args.valid)),
                        "seconds": round(time.perf_counter() - started, 1)}
     if args.ksr_chars:
-        from runtime.evaluate import NgramPredictor, simulate_ideal_user
+        from measure.evaluate import NgramPredictor, simulate_ideal_user
 
         paragraphs, size = [], 0
         for paragraph in iter_corpus_paragraphs(args.valid):

@@ -1,67 +1,26 @@
-"""Subcommands of the engine for the `edgetype` CLI (see runtime/cli.py): `suggest`, `eval ksr`,
-`bench latency`. Commands with --json print exactly one JSON object on stdout; progress goes to stderr."""
+"""Subcommands of the host-only measurement package for the `edgetype` CLI (see runtime/cli.py):
+`eval ksr`, `bench latency` here, `eval window` from measure/cli_window.py. Commands with --json
+print exactly one JSON object on stdout; progress goes to stderr."""
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
 
-from kv_window.policies import DEFAULT_POLICY, POLICIES
+from measure import cli_window
+from measure.ngram import DEFAULT_ORDER
+from runtime.cli_suggest import RANKING_OPTIONS, add_model_args, open_engine
 from runtime.errors import UserError
-from runtime.ngram import DEFAULT_ORDER
 
-BACKENDS = ("onnx", "cmodel", "tpu", "numpy")
 DEFAULT_TRAIN = Path(__file__).resolve().parents[1] / "models" / "corpus" / "train.txt.gz"
-
-
-# Session keyword arguments that are also flags: (name, metavar, engine constant, what it is).
-RANKING_OPTIONS = (
-    ("recent_weight", "LAM", "RECENT_WEIGHT", "share of the session's recent-words cache in the ranking; 0 turns it off"),
-    ("recent_bigram_weight", "MU", "RECENT_BIGRAM_WEIGHT", "share of the session's bigram cache; 0 turns it off"),
-    ("recent_trigram_backoff", "BETA", "RECENT_TRIGRAM_BACKOFF",
-     "pseudo-count of the bigram inside the cache's trigram estimate; large = bigram only"),
-    ("lexicon_weight", "W", "LEXICON_WEIGHT", "factor on the OOV-lexicon words' probability; 0 turns the lexicon off"),
-)
-
-
-def _add_model_args(parser, default_backend: str = "onnx") -> None:
-    parser.add_argument("--backend", choices=BACKENDS, default=default_backend,
-                        help=f"which backend runs the model (default {default_backend}; never falls back)")
-    parser.add_argument("--bundle", metavar="DIR", help="bundle directory (default: the shipped one, "
-                        "models/bundles/..., else models/default for onnx/numpy)")
-    parser.add_argument("--window-policy", metavar="NAME", default=None,
-                        help=f"kv_window pruning policy: {', '.join(POLICIES)} (default {DEFAULT_POLICY})")
-    for name, metavar, constant, what in RANKING_OPTIONS:
-        parser.add_argument("--" + name.replace("_", "-"), type=float, default=None, metavar=metavar,
-                            help=f"{what} (default runtime/engine.py {constant})")
-
-
-def _open(args):
-    from runtime.bundle import default_bundle_dir, load_bundle
-    from runtime.engine import open_session
-
-    bundle = load_bundle(args.bundle or default_bundle_dir())
-    return bundle, open_session(bundle, backend=args.backend, window_policy=args.window_policy, **session_options(args))
-
-
-def session_options(args) -> dict:
-    """Session keyword arguments from the shared model flags (only those given)."""
-    return {name: getattr(args, name) for name, *_ in RANKING_OPTIONS if getattr(args, name, None) is not None}
 
 
 def register(subparsers, groups):
     """Add this package's subcommands; `groups` holds the shared `eval`/`bench`/`board` groups."""
-    p = subparsers.add_parser("suggest", help="print the suggestions after a text")
-    p.add_argument("text", help="typed text (the last word may be partial)")
-    p.add_argument("-k", "--suggestions", type=int, default=3)
-    p.add_argument("--json", action="store_true")
-    _add_model_args(p)
-    p.set_defaults(func=cmd_suggest)
-
     p = groups["eval"].add_parser("ksr", help="keystroke savings and next-word accuracy (EVALUATION.md)")
     p.add_argument("--text", required=True, metavar="FILE", help="UTF-8 text to type (.txt or .txt.gz)")
     p.add_argument("--suggestions", type=int, default=3, metavar="K", help="suggestions shown (default 3)")
-    _add_model_args(p)
+    add_model_args(p)
     p.add_argument("--plot", metavar="FILE.png", help="KSR and next-word accuracy per text segment")
     p.add_argument("--segments", type=int, default=10, help="text segments for --plot (default 10)")
     p.add_argument("--max-chars", type=int, default=0, help="evaluate only the first N characters")
@@ -73,7 +32,7 @@ def register(subparsers, groups):
     p.set_defaults(func=cmd_eval_ksr)
 
     p = groups["bench"].add_parser("latency", help="keystroke latency over a replayed typing session")
-    _add_model_args(p)
+    add_model_args(p)
     p.add_argument("--text", metavar="FILE", help="text to type (default: the held-out test split)")
     p.add_argument("--keystrokes", type=int, default=2000, help="keystrokes to replay (default 2000)")
     p.add_argument("--typo-rate", type=float, default=0.03, help="share of keys that are typos, "
@@ -84,24 +43,11 @@ def register(subparsers, groups):
     p.add_argument("--plot", metavar="FILE.png", help="latency histogram / time series")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench_latency)
-
-
-def cmd_suggest(args) -> int:
-    bundle, session = _open(args)
-    with session:
-        session.insert(args.text)
-        suggestions = session.suggestions(args.suggestions)
-    if args.json:
-        print(json.dumps({"backend": session.backend_name, "text": args.text,
-                          "suggestions": [{"word": s.word, "prob": round(s.prob, 6)} for s in suggestions]}))
-    else:
-        for s in suggestions:
-            print(f"{s.word}\t{s.prob:.4f}")
-    return 0
+    cli_window.register(subparsers, groups)
 
 
 def cmd_eval_ksr(args) -> int:
-    from runtime.evaluate import NgramPredictor, evaluate_ksr, load_baseline, plot_ksr, read_eval_text
+    from measure.evaluate import NgramPredictor, evaluate_ksr, load_baseline, plot_ksr, read_eval_text
 
     if args.suggestions < 1:
         raise UserError(f"--suggestions {args.suggestions}: need at least 1")
@@ -110,7 +56,7 @@ def cmd_eval_ksr(args) -> int:
         text = text[:args.max_chars]
     if replaced:
         print(f"{args.text}: {replaced} invalid UTF-8 sequences replaced by U+FFFD", file=sys.stderr)
-    bundle, session = _open(args)
+    bundle, session = open_engine(args)
     with session:
         baseline = None
         if not args.no_baseline:
@@ -143,7 +89,7 @@ def cmd_eval_ksr(args) -> int:
 
 
 def cmd_bench_latency(args) -> int:
-    from runtime.bench import run_latency_bench
+    from measure.bench import run_latency_bench
 
     report = run_latency_bench(args)
     if args.json:

@@ -1,12 +1,12 @@
 """`edgetype eval window`: how much a pruned W-slot window changes the model (EVALUATION.md).
 
 The same tokens go through (a) the model with full context: every previous token, positions
-0..T-1, no pruning (`full_context_logits`: runtime/reference_model.forward_sequence math in query
+0..T-1, no pruning (`full_context_logits`: tpu_driver/reference_model.forward_sequence math in query
 chunks, so memory is O(chunk x T), not O(T^2)), and (b) a `KVWindow` (kv_window/window.py) of W
 slots with a policy on a backend (numpy: tpu_driver/backends/numpy_ref.py with W slots; onnx: the
 bundle's graph, W <= its compiled slots). From the two (T,V) logit sequences: `top1_agreement`,
 `kl_mean` KL(full || window) in nats, and KSR of both with the ideal user of
-runtime/evaluate.simulate_ideal_user over a predictor that reads the precomputed rows
+measure/evaluate.simulate_ideal_user over a predictor that reads the precomputed rows
 (`LogitsPredictor`, same suggestion rule as runtime/engine.py). Per-step time of (b): prepare_step
 + run + commit_step. Host-side only (matplotlib is imported for --plot only).
 """
@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from runtime.reference_model import ModelConfig, forward_sequence
+from tpu_driver.reference_model import ModelConfig, forward_sequence
 from runtime.tokenizer import WORD_CHARS, completes, is_sentence_start
 
 from kv_window.window import KVWindow
@@ -27,7 +27,7 @@ MAX_PARTIAL_CHARS = 24  # longer partial words get no suggestions (as the engine
 
 def full_context_logits(weights: dict, cfg: ModelConfig, tokens, chunk: int = 256) -> np.ndarray:
     """(T,V) float32 logits with full causal attention, positions 0..T-1 (no window, no pruning):
-    `runtime.reference_model.forward_sequence`, `chunk` queries at a time."""
+    `tpu_driver.reference_model.forward_sequence`, `chunk` queries at a time."""
     return forward_sequence(weights, cfg, tokens, chunk=chunk)
 
 
@@ -78,7 +78,7 @@ def agreement(full: np.ndarray, windowed: np.ndarray) -> tuple[float, float]:
 
 
 class LogitsPredictor:
-    """Predictor (runtime/evaluate.py) over precomputed rows: row n-1 is the next-token logits after
+    """Predictor (measure/evaluate.py) over precomputed rows: row n-1 is the next-token logits after
     the first n tokens of `tokenizer.encode(text, bos=True)`. Suggestions as runtime/engine.py:
     vocabulary words matching the lowercased partial word, best logit first, cased, deduplicated."""
 
@@ -124,7 +124,7 @@ class LogitsPredictor:
 
 
 def ksr(text: str, tokenizer, rows: np.ndarray, k: int = 3) -> float:
-    from runtime.evaluate import simulate_ideal_user
+    from measure.evaluate import simulate_ideal_user
 
     return simulate_ideal_user(text, LogitsPredictor(tokenizer, rows), k=k).total.ksr
 

@@ -127,7 +127,7 @@ def naive_keystroke_ms(session, texts: list[str], k: int = 3) -> list[float]:
 def run_latency_bench(args) -> dict:
     from runtime.bundle import default_bundle_dir, load_bundle
     from runtime.engine import open_session
-    from runtime.evaluate import read_eval_text
+    from measure.evaluate import read_eval_text
 
     text_path = Path(args.text) if args.text else DEFAULT_TEXT
     text, _ = read_eval_text(text_path)
@@ -136,7 +136,7 @@ def run_latency_bench(args) -> dict:
     if args.keystrokes < 10:
         raise UserError("--keystrokes: use at least 10")
     bundle = load_bundle(args.bundle or default_bundle_dir())
-    from runtime.cli_engine import session_options
+    from runtime.cli_suggest import session_options
 
     session = open_session(bundle, backend=args.backend, window_policy=args.window_policy, **session_options(args))
     with session:
@@ -175,12 +175,12 @@ def run_latency_bench(args) -> dict:
 
 
 def board_estimate(bundle, forward_calls, host_overhead_ms) -> tuple[dict | None, dict]:
-    """ESTIMATE per keystroke on the board (runtime/board_estimate.py, EVALUATION.md "Board estimate")
+    """ESTIMATE per keystroke on the board (measure/board_estimate.py, EVALUATION.md "Board estimate")
     from the measured forward calls and host overhead of each keystroke. A host-only bundle is
     estimated as the shipped default chip (cv181x) in its quant (bf16 if none)."""
     from dataclasses import asdict
 
-    from runtime.board_estimate import LABEL, decode_step_stats, estimate_keystroke_ms, estimate_step_ms
+    from measure.board_estimate import LABEL, decode_step_stats, estimate_keystroke_ms, estimate_step_ms
 
     chip = bundle.chip or "cv181x"
     quant = (bundle.quant or "").lower()

@@ -8,7 +8,7 @@ separator costs one keystroke; `KSR = 1 - keystrokes / characters`. Next-word ac
 word whose first / first-3 suggestions, shown before any of its characters, hold it exactly.
 
 Predictors: `SessionPredictor` (the engine on any backend) and `NgramPredictor` (the Kneser-Ney
-baseline of runtime/ngram.py, trained on the model's training split, with the same prefix filter
+baseline of measure/ngram.py, trained on the model's training split, with the same prefix filter
 and casing). Host-side only (matplotlib is imported only for --plot).
 """
 from __future__ import annotations
@@ -132,7 +132,7 @@ class SessionPredictor:
 
 
 class NgramPredictor:
-    """The n-gram baseline (runtime/ngram.py NgramModel) with the engine's suggestion rules: the
+    """The n-gram baseline (measure/ngram.py NgramModel) with the engine's suggestion rules: the
     same context tokens (words lowercased, punctuation, "\\n"), prefix filter and casing."""
 
     def __init__(self, ngram, max_partial_chars: int = 40, context_tokens: int = 8):
@@ -216,11 +216,11 @@ def _progress_bar(label: str, stream=sys.stderr) -> Callable[[int, int], None]:
 # -- the n-gram baseline ------------------------------------------------------------------------
 
 def load_baseline(train_path: Path, order: int = 4):
-    """The Kneser-Ney n-gram (runtime/ngram.py) trained on `train_path`, cached on disk by it."""
+    """The Kneser-Ney n-gram (measure/ngram.py) trained on `train_path`, cached on disk by it."""
     try:
-        from runtime.ngram import load_or_train
+        from measure.ngram import load_or_train
     except ImportError:
-        raise UserError("runtime/ngram.py (the n-gram baseline) is missing; it is needed for the baseline "
+        raise UserError("measure/ngram.py (the n-gram baseline) is missing; it is needed for the baseline "
                         "column of `eval ksr` (use --no-baseline to skip it)") from None
     train_path = Path(train_path)
     if not train_path.is_file():

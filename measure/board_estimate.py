@@ -178,7 +178,7 @@ def decode_step_stats(config: dict, quant: str, inputs: list | None = None,
         cpu_routine_elements = int(compiled_routines["cpu_routine_elements"])
         routines_source = "compiled (manifest decode_step.compiled_routines, from model_tool --info)"
     return {
-        "source": "analytic decode step (runtime/board_estimate.py decode_step_stats)",
+        "source": "analytic decode step (measure/board_estimate.py decode_step_stats)",
         "quant": quant, "config": {"vocab_size": V, "d_model": D, "n_layers": L, "n_heads": H, "d_ff": F, "window": W},
         "macs": int(macs), "weight_elements": int(weight_elements), "weight_bytes": int(weight_bytes),
         "bf16_weight_elements": int(bf16_weight_elements), "bf16_weights": bf16_weights if bf16_weight_elements else None,

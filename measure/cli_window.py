@@ -3,7 +3,7 @@
     edgetype eval window --text FILE --window W --policy P [--backend numpy|onnx] [--bundle DIR]
                          [--plot FILE.png] [--sweep 16,32,64,128] [--json]
 
-Fidelity of the pruned window against full context on the same tokens (kv_window/fidelity.py,
+Fidelity of the pruned window against full context on the same tokens (measure/window_fidelity.py,
 EVALUATION.md "KV window fidelity"). `--random-weights SEED` runs without a trained model (the
 tokenizer is then trained on the text itself): for testing the harness only, numbers mean nothing.
 """
@@ -66,10 +66,10 @@ def _load_model(args):
     """(weights, cfg, tokenizer, bundle or None, description)."""
     import numpy as np
 
-    from runtime.reference_model import ModelConfig, init_weights, load_weights
+    from tpu_driver.reference_model import ModelConfig, init_weights, load_weights
 
     if args.random_weights is not None:
-        from runtime.evaluate import read_eval_text
+        from measure.evaluate import read_eval_text
         from runtime.tokenizer import Tokenizer
 
         text, _ = read_eval_text(args.text)
@@ -107,7 +107,7 @@ def _open_backend(args, cfg, weights, bundle, slots: int):
 
 
 def _measure(args, text, tokens, tokenizer, weights, cfg, bundle, full, ksr_full, policy, window, evict_batch):
-    from kv_window.fidelity import agreement, ksr, summarize_steps, window_logits
+    from measure.window_fidelity import agreement, ksr, summarize_steps, window_logits
     from kv_window.window import KVWindow
 
     backend = _open_backend(args, cfg, weights, bundle, slots=window)
@@ -126,9 +126,9 @@ def _measure(args, text, tokens, tokenizer, weights, cfg, bundle, full, ksr_full
 
 
 def run_eval_window(args) -> int:
-    from runtime.evaluate import read_eval_text
+    from measure.evaluate import read_eval_text
 
-    from kv_window.fidelity import full_context_logits, ksr, plot_sweep
+    from measure.window_fidelity import full_context_logits, ksr, plot_sweep
 
     text, _ = read_eval_text(args.text)
     text = text[: args.max_chars]
@@ -183,9 +183,9 @@ def run_eval_window(args) -> int:
 def run_bench_window(args) -> int:
     import platform
 
-    from runtime.evaluate import read_eval_text
+    from measure.evaluate import read_eval_text
 
-    from kv_window.fidelity import long_session
+    from measure.window_fidelity import long_session
     from kv_window.window import KVWindow
 
     text, _ = read_eval_text(args.text)
