@@ -74,22 +74,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _missing_package_line(error: ModuleNotFoundError) -> str | None:
+    """One line for a required third-party package that is missing, else None (a bug: raise)."""
+    if error.name not in _REQUIRED_PACKAGES:
+        return None
+    hint = os.environ.get(f"EDGETYPE_ADD_{error.name.upper()}") or _REQUIRED_PACKAGES[error.name]
+    return f"edgetype: error: {sys.executable} has no {error.name} (edgetype's model runs on it): {hint}"
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
-    except ModuleNotFoundError as error:
-        if error.name not in _REQUIRED_PACKAGES:
-            raise
-        hint = os.environ.get(f"EDGETYPE_ADD_{error.name.upper()}") or _REQUIRED_PACKAGES[error.name]
-        print(f"edgetype: error: {sys.executable} has no {error.name} (edgetype's model runs on "
-              f"it): {hint}", file=sys.stderr)
-        return 2
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
         return int(args.func(args) or 0)
+    except ModuleNotFoundError as error:
+        # the parser no longer needs numpy, but the commands do (the driver's tensors, the model)
+        line = _missing_package_line(error)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        return 2
     except UserError as error:
         print(f"edgetype: error: {error}", file=sys.stderr)
         return 2
