@@ -363,7 +363,7 @@ def first_divergence(bundle, config, weights, tokens: list[int], threshold: floa
         want = onnx_values[name]
         if value.size != want.size:
             continue
-        c = cosine(want, value)
+        c = centred_cosine(want, value) if name == "logits" else cosine(want, value)  # log-probs: centred
         rows.append({"tensor": name, "compiled": cname, "cosine": round(c, 6)})
         if first_bad is None and c < threshold:
             first_bad = rows[-1]

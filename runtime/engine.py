@@ -85,7 +85,8 @@ class Session:
         self.text_buffer = SessionText()
         self.token_sync = TokenSync(self.tokenizer)
         self.stepper = ModelStepper(backend, self.window, self.cfg, bundle.weights_path, self.token_sync.tokens,
-                                    self.core, ring_size=ring_size, prefill_max_tokens=prefill_max_tokens)
+                                    self.core, ring_size=ring_size, prefill_max_tokens=prefill_max_tokens,
+                                    logits_are_log_probs=bool((bundle.manifest or {}).get("logits_are_log_probs")))
         self._recent = RecentWords(recent_capacity)
         self.ranker = Ranker(self.tokenizer, self._recent, self.core, **ranking)
         self.last_latency_ms = 0.0  # last event + the suggestions() that followed it

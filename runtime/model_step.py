@@ -24,7 +24,7 @@ from runtime.tokenizer import BOS_ID
 
 class ModelStepper:
     def __init__(self, backend, window, cfg: ModelConfig, weights_path, tokens, core, ring_size: int = 64,
-                 prefill_max_tokens: int | None = None):
+                 prefill_max_tokens: int | None = None, logits_are_log_probs: bool = False):
         self.backend = backend
         self.window = window
         self.cfg = cfg
@@ -38,6 +38,8 @@ class ModelStepper:
         self._x_in = backend.input("x")
         self._x = np.zeros((1, 1, cfg.d_model), np.float32)  # (1,1,D) staging for the x input
         self._logits_out = backend.output("logits")
+        # the bundle's graph ends in LogSoftmax (manifest `logits_are_log_probs`): rows are copied, not normalised
+        self.logits_are_log_probs = bool(logits_are_log_probs)
         self.ring_size = ring_size
         self._ring = np.zeros((ring_size, V), np.float32)  # (R,V) log-probs after n tokens, row n % R
         self._ring_count = np.full(ring_size, -1, np.int64)  # (R,) token count each row holds, -1 none
@@ -132,6 +134,9 @@ class ModelStepper:
         if not store:
             self._ring_count[row_index] = -1
             return row
-        self.core.log_softmax_into(self._logits_out.read().reshape(-1), row)  # (V,) logits -> log-probs
+        if self.logits_are_log_probs:  # log-softmax ran on the TPU (or in the backend)
+            np.copyto(row, self._logits_out.read().reshape(-1))  # (V,) log-probs
+        else:
+            self.core.log_softmax_into(self._logits_out.read().reshape(-1), row)  # (V,) logits -> log-probs
         self._ring_count[row_index] = self.fed
         return row

@@ -250,3 +250,23 @@ def test_oov_lexicon_completes_words_outside_the_vocabulary(tmp_path):
     with open_session(directory, backend="numpy", lexicon_weight=0.0) as session:
         session.insert("the ze")
         assert all(not s.word.startswith("zebra") for s in session.suggestions(3))  # lexicon off
+
+
+def test_log_prob_bundle_rows_are_copied_not_renormalised(tmp_path, weights):
+    """A bundle whose graph ends in LogSoftmax (manifest logits_are_log_probs, issue #15): the engine
+    copies the row (no CPU log-softmax) and still equals the oracle; the backend follows the flag."""
+    from test_bundle import _edit_manifest
+
+    directory = make_tiny_bundle(tmp_path / "lp", window=64)
+    _edit_manifest(directory, logits_are_log_probs=True)
+    flagged = load_bundle(directory)
+    session = open_session(flagged, backend="numpy")
+    assert session.stepper.logits_are_log_probs and session.backend.log_probs
+    for char in "The cat sat ":
+        session.insert(char)
+    _check(session, flagged, weights)
+    # the flag alone (raw logits from the backend) would not be normalised: the copy path is real
+    session.backend.log_probs = False
+    session.insert("on ")
+    with pytest.raises(AssertionError):
+        _check(session, flagged, weights)

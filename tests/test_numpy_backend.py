@@ -74,3 +74,20 @@ def test_session_on_numpy_backend_imports_numpy_only(tmp_path):
             "assert not bad, bad; print(type(s.window).__name__)")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "KVWindow"
+
+
+def test_log_probs_mode_is_the_graphs_log_softmax():
+    """A bundle whose graph ends in LogSoftmax (manifest logits_are_log_probs): same outputs here."""
+    rng = np.random.default_rng(2)
+    weights = {k: (v * 20 if v.ndim == 2 else v) for k, v in init_weights(CFG, seed=3).items()}
+    x, mask, dist, ks, vs = _random_inputs(rng, CFG, 5)
+    raw = decode_step(weights, CFG, x, mask, dist, ks, vs)[0].astype(np.float64)
+    want = raw - raw.max() - np.log(np.exp(raw - raw.max()).sum())
+    backend = NumpyBackend(CFG, weights, log_probs=True)
+    for name, value in [("x", x), ("mask", mask), ("dist", dist)] + \
+            [(f"k_cache_{l}", ks[l]) for l in range(2)] + [(f"v_cache_{l}", vs[l]) for l in range(2)]:
+        backend.input(name).write(value)
+    for _ in range(2):  # in place: a second run gives the same row
+        backend.run()
+        np.testing.assert_allclose(backend.output("logits").read(), want, rtol=1e-4, atol=1e-4)
+    assert abs(np.exp(backend.output("logits").read().astype(np.float64)).sum() - 1.0) < 1e-5

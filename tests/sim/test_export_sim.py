@@ -48,7 +48,13 @@ def test_compiled_inputs_survive_a_forward(tiny_bundle):
             backend.input(name).write(written[name])
         backend.run()
         backend.run()
+        from tpu_driver.tensor import bf16_bits_to_float32, float32_to_bf16_bits
+
+        kinds = {t.name: t.dtype for t in backend.model.inputs}
+        assert kinds["k_cache_1"] == "bfloat16" and kinds["x"] == "float32"  # K/V BF16 at the boundary (#15)
         for name, values in written.items():
+            if kinds[name] == "bfloat16":  # stored rounded to bf16 by the write
+                values = bf16_bits_to_float32(float32_to_bf16_bits(values))
             np.testing.assert_array_equal(np.asarray(backend.input(name).read()), values, err_msg=name)
 
 
@@ -58,3 +64,31 @@ def test_debug_names_compared_tensors(tiny_bundle):
     assert debug["compared_tensors"] > 20
     assert debug["first_below_threshold"] is None, debug["first_below_threshold"]
     assert {"l0_q", "k_new_1", "logits"} <= {row["tensor"] for row in debug["tensors"]}
+
+
+def test_a_graph_that_compiles_but_computes_wrong_leaves_no_bundle(tmp_path, tiny_bundle, monkeypatch):
+    """Issue #15 "Bad input": export's own cmodel check refuses a compiled graph that disagrees with its
+    ONNX. The compiler is made to build a wrong graph (the head negated) from the right ONNX."""
+    import onnx
+    from onnx import numpy_helper
+
+    from model_export import compile_cache
+    from model_export.compile_cache import CompileError
+
+    real_compile = compile_cache.compile_onnx
+
+    def wrong_compile(onnx_bytes, **kwargs):
+        model = onnx.load_from_string(onnx_bytes)
+        for i, init in enumerate(model.graph.initializer):
+            if init.name == "head":
+                model.graph.initializer[i].CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(init), "head"))
+        return real_compile(model.SerializeToString(), **kwargs)
+
+    monkeypatch.setattr(compile_cache, "compile_onnx", wrong_compile)
+    _, corpus, _ = tiny_bundle
+    model_dir = make_tiny_model_dir(tmp_path / "model", corpus, d_model=64, n_layers=2, n_heads=4, d_ff=128, window=16)
+    out = tmp_path / "out" / "bundle"
+    with pytest.raises(CompileError, match="computes wrong on the cmodel"):
+        export_bundle(model_dir, out, "cv181x", "bf16", 16, corpus)
+    assert not out.exists()
+    assert list(out.parent.iterdir()) == []  # no temp folder left either

@@ -40,8 +40,10 @@ class NumpyBackend(BackendBase):
 
     name = "numpy"
 
-    def __init__(self, cfg: ModelConfig, weights: dict[str, np.ndarray]):
+    def __init__(self, cfg: ModelConfig, weights: dict[str, np.ndarray], log_probs: bool = False):
+        """log_probs: end in a log-softmax like a bundle whose manifest says `logits_are_log_probs`."""
         super().__init__()
+        self.log_probs = bool(log_probs)
         try:
             check_weights(weights, cfg)
         except ValueError as error:
@@ -66,11 +68,14 @@ class NumpyBackend(BackendBase):
         self._ff_tmp = np.zeros(F, np.float32)  # (F,) GELU scratch
         self._bias = np.zeros((H, W + 1), np.float32)  # (H,W+1) ALiBi + mask bias; last column: self
         self._scores = np.zeros((H, 1, W + 1), np.float32)  # (H,1,W+1) attention scores / probabilities
+        self._exp = np.zeros(cfg.vocab_size, np.float32)  # (V,) log-softmax scratch
 
     @classmethod
     def from_bundle(cls, bundle) -> "NumpyBackend":
         """Open on a `runtime.bundle.Bundle` (uses its config.json and weights.npz)."""
-        return cls(bundle.config, load_weights(bundle.weights_path, bundle.config))
+        manifest = getattr(bundle, "manifest", None) or {}
+        return cls(bundle.config, load_weights(bundle.weights_path, bundle.config),
+                   log_probs=bool(manifest.get("logits_are_log_probs")))
 
     # -- the decode step ------------------------------------------------------------------------
     def _layer_norm(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray, out: np.ndarray) -> None:
@@ -138,7 +143,12 @@ class NumpyBackend(BackendBase):
             proj += w[p + "mlp.b2"]
             x += proj
         self._layer_norm(x, w["ln_f.weight"], w["ln_f.bias"], h)
-        np.matmul(h, self._embedding_t, out=t["logits"].array.reshape(-1))
+        logits = t["logits"].array.reshape(-1)  # (V,) view
+        np.matmul(h, self._embedding_t, out=logits)
+        if self.log_probs:  # the graph's LogSoftmax (model_export/onnx_graph.py), in place
+            logits -= logits.max()
+            np.exp(logits, out=self._exp)
+            logits -= np.float32(math.log(float(self._exp.sum())))
 
 
 def availability() -> Availability:
