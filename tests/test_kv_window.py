@@ -283,7 +283,8 @@ def test_window_on_the_onnx_backend(tmp_path):
 
     shape = ModelShape(vocab_size=TINY.vocab_size, d_model=TINY.d_model, n_layers=TINY.n_layers,
                        n_heads=TINY.n_heads, d_ff=TINY.d_ff, window=TINY.window)
-    onnx.save(build_decode_step(TINY_WEIGHTS, shape, TINY.window), str(tmp_path / "model.onnx"))
+    # raw logits (log_probs=False), as the twin computes them; the shipped graph ends in LogSoftmax
+    onnx.save(build_decode_step(TINY_WEIGHTS, shape, TINY.window, log_probs=False), str(tmp_path / "model.onnx"))
     backend = open_backend("onnx", tmp_path / "model.onnx")
     for policy in ("sink", "pages"):
         window = KVWindow(backend, TINY, policy=policy, weights=TINY_WEIGHTS, **OPTS)
