@@ -346,6 +346,38 @@ def estimate_step_ms(bundle_or_stats, chip: str | None = None, quant: str | None
     return Estimate(round(terms["step_ms"], 4), assumptions)
 
 
+PREFILL_FORMULA = ("decode: tokens*step_ms;  chunk graph of C tokens: ceil(tokens/C)*(tpu_submits*submit_ms + "
+                   "(weight_bytes + input_bytes + kv_copy_bytes + C*activation_bytes)/ddr + C*compute_ms + cpu_ms)")
+
+
+def estimate_prefill_ms(bundle_or_stats, tokens: int, chunk: int, *, efficiency: dict | None = None,
+                        calibration_path: Path | None = None) -> Estimate:
+    """ESTIMATE: feeding `tokens` tokens at once (a paste, a session restored) one decode step each
+    versus a prefill-chunk graph of `chunk` tokens per forward (issue #15 item 4; not built).
+
+    A chunk forward reads every weight and the K/V window once for its C tokens; activations and
+    MACs scale with C (the attention inside the chunk, C*C*D, is left out: small next to the
+    weights for C <= 32). Returns the chunked time; the assumptions carry the decode-step time too.
+    """
+    if tokens < 1 or chunk < 1:
+        raise UserError(f"tokens {tokens} and chunk {chunk} must be >= 1")
+    step = estimate_step_ms(bundle_or_stats, efficiency=efficiency, calibration_path=calibration_path)
+    a = step.assumptions
+    board = BOARDS[a["chip"]]
+    bytes_per_ms = board["ddr_gbps"] * 1e6
+    per_chunk_bytes = a["weight_bytes"] + a["input_bytes"] + a["kv_copy_bytes"] + chunk * a["activation_bytes"]
+    chunk_ms = (a["tpu_submits"] * SUBMIT_MS + per_chunk_bytes / bytes_per_ms + chunk * a["compute_ms"]
+                + a["cpu_routine_ms"])
+    chunks = math.ceil(tokens / chunk)
+    decode_ms = tokens * float(step.ms)
+    chunked_ms = chunks * chunk_ms
+    return Estimate(round(chunked_ms, 3), {
+        "label": LABEL, "formula": PREFILL_FORMULA, "chip": a["chip"], "quant": a["quant"], "tokens": tokens,
+        "chunk": chunk, "chunks": chunks, "chunk_forward_ms": round(chunk_ms, 4), "step_ms": float(step.ms),
+        "decode_ms": round(decode_ms, 3), "chunked_ms": round(chunked_ms, 3),
+        "speedup": round(decode_ms / chunked_ms, 2), "step": a})
+
+
 def estimate_keystroke_ms(step_stats, forward_calls_per_keystroke, host_overhead_ms,
                           cpu_scale: float = DEFAULT_CPU_SCALE) -> Estimate:
     """ESTIMATE per keystroke on the board: forward_calls * step_ms + host_overhead_ms * cpu_scale.

@@ -229,3 +229,20 @@ def test_compiled_routines_replace_the_analytic_submits():
     assert compiled["routines_source"].startswith("compiled")
     log_probs = be.decode_step_stats(TINY, "bf16", logits_are_log_probs=True)
     assert log_probs["activation_bytes"] - be.decode_step_stats(TINY, "bf16")["activation_bytes"] == 10 * 4
+
+
+def test_prefill_chunk_estimate_reads_the_weights_once_per_chunk():
+    stats = be.decode_step_stats(DEFAULT_SHAPE, "bf16")
+    stats["chip"] = "cv181x"
+    eff = {"cv181x": 0.3, "cv180x": 0.05}
+    step = be.estimate_step_ms(stats, efficiency=eff)
+    one = be.estimate_prefill_ms(stats, tokens=7, chunk=1, efficiency=eff)
+    assert one.ms == pytest.approx(7 * step.ms, rel=1e-3)  # chunk 1 is the decode step
+    chunked = be.estimate_prefill_ms(stats, tokens=32, chunk=16, efficiency=eff)
+    a = chunked.assumptions
+    assert a["chunks"] == 2 and a["speedup"] > 4
+    by_hand = 0.5 + (stats["weight_bytes"] + stats["input_bytes"] + stats["kv_copy_bytes"]
+                     + 16 * stats["activation_bytes"]) / 3.7e6 + 16 * step.assumptions["compute_ms"]
+    assert a["chunk_forward_ms"] == pytest.approx(by_hand, rel=1e-3)
+    with pytest.raises(UserError):
+        be.estimate_prefill_ms(stats, tokens=0, chunk=4, efficiency=eff)
