@@ -111,7 +111,16 @@ def board_sh(request) -> list[str]:
     return ["sh"]
 
 
-def script_env(tmp_path: Path, demo: str, **extra) -> dict:
+FAKE_PYTHON = """#!/bin/sh
+# stands for the board's python3 in the init script's checks (python_facts): counts its starts
+echo start >> "$FAKE_PY_CALLS"
+printf '%s\\n' "$FAKE_PY_VERSION" $FAKE_PY_MODULES
+"""
+
+
+def script_env(tmp_path: Path, demo: str, ready: bool = False, **extra) -> dict:
+    """The init script's environment in tmp_path; `ready`: everything the preflight checks is
+    there (a python3 3.11 with numpy cffi evdev, the bundle, TPU device, ION, a keyboard)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGETYPE_")}
     env.update({
         "EDGETYPE_DEFAULTS": str(tmp_path / "no-defaults"), "EDGETYPE_PREPARED": "1",
@@ -119,14 +128,25 @@ def script_env(tmp_path: Path, demo: str, **extra) -> dict:
         "EDGETYPE_LOG": str(tmp_path / "log"), "EDGETYPE_HOME": str(tmp_path),
         "EDGETYPE_TPU_DEV": str(tmp_path / "cvi-tpu0"), "EDGETYPE_OTG_ROLE": str(tmp_path / "otg"),
         "EDGETYPE_TPU_MODULE_DIR": str(tmp_path / "ko"), "EDGETYPE_MNT_SYSTEM": str(tmp_path),
+        "EDGETYPE_ION_DEV": str(tmp_path / "ion"), "EDGETYPE_BUNDLE": str(tmp_path / "bundle"),
+        "EDGETYPE_KEYBOARD_CHECK": f"test -e {tmp_path / 'keyboard'}",
     })
+    if ready:
+        python = tmp_path / "python3"
+        python.write_text(FAKE_PYTHON)
+        python.chmod(0o755)
+        (tmp_path / "bundle").mkdir(exist_ok=True)
+        for name in ("bundle/manifest.json", "cvi-tpu0", "ion", "keyboard"):
+            (tmp_path / name).write_text("")
+        env.update({"EDGETYPE_PYTHON": str(python), "FAKE_PY_CALLS": str(tmp_path / "py-calls"),
+                    "FAKE_PY_VERSION": "3.11", "FAKE_PY_MODULES": "numpy cffi evdev"})
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
 
 def test_supervisor_restarts_a_failing_demo_with_backoff(tmp_path, board_sh):
     runs = tmp_path / "runs"
-    env = script_env(tmp_path, f"sh -c 'echo run >> {runs}; exit 3'",
+    env = script_env(tmp_path, f"sh -c 'echo run >> {runs}; exit 3'", ready=True,
                      EDGETYPE_MAX_RESTARTS=2, EDGETYPE_BACKOFF_MAX_S=1)
     started = time.monotonic()
     result = subprocess.run([*board_sh, str(INIT_SCRIPT), "run"], env=env, capture_output=True,
@@ -143,7 +163,7 @@ def test_supervisor_stops_the_demo_with_term_and_waits(tmp_path, board_sh):
     demo.write_text(f"#!/bin/sh\ntrap 'echo term > {marker}; exit 0' TERM\n"
                     "while true; do sleep 0.1; done\n")
     demo.chmod(0o755)
-    env = script_env(tmp_path, str(demo))
+    env = script_env(tmp_path, str(demo), ready=True)
     supervisor = subprocess.Popen([*board_sh, str(INIT_SCRIPT), "run"], env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -175,3 +195,118 @@ def test_init_script_check_and_usb_host_switch(tmp_path, board_sh):
     subprocess.run([*board_sh, str(wrapper)], env=env, check=True, timeout=20)
     assert (tmp_path / "otg").read_text().strip() == "host"
     assert os.readlink(tmp_path / "usb.sh") == str(tmp_path / "usb-host.sh")
+
+
+def supervise_for(board_sh, env: dict, seconds: float) -> tuple[int, str]:
+    """Run the supervisor, TERM it after `seconds`; (exit code, everything it printed)."""
+    supervisor = subprocess.Popen([*board_sh, str(INIT_SCRIPT), "run"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(seconds)
+        supervisor.send_signal(signal.SIGTERM)
+        output, _ = supervisor.communicate(timeout=15)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+    return supervisor.returncode, output
+
+
+@pytest.mark.parametrize("missing, change, expected", [
+    ("numpy", {"FAKE_PY_MODULES": "cffi evdev",
+               "EDGETYPE_ADD_NUMPY": "rebuild the image with BR2_PACKAGE_PYTHON_NUMPY=y"},
+     "numpy missing for {py} (the model runs on it): rebuild the image with BR2_PACKAGE_PYTHON_NUMPY=y"),
+    ("old python", {"FAKE_PY_VERSION": "3.8"}, "{py} is Python 3.8: edgetype needs >= 3.9"),
+    ("cffi", {"FAKE_PY_MODULES": "numpy", "EDGETYPE_BACKEND": "tpu",
+              "EDGETYPE_ADD_CFFI": "apt-get install python3-cffi"},
+     "cffi missing for {py} (the TPU driver needs it): apt-get install python3-cffi"),
+    ("tpu device", {"EDGETYPE_BACKEND": "tpu", "remove": "cvi-tpu0"}, "no {tmp}/cvi-tpu0 (TPU driver not loaded"),
+    ("ion", {"EDGETYPE_BACKEND": "tpu", "remove": "ion"}, "no {tmp}/ion (ION allocator)"),
+    ("bundle", {"remove": "bundle/manifest.json"}, "no model bundle at {tmp}/bundle"),
+    ("keyboard", {"remove": "keyboard"}, "no keyboard"),
+])
+def test_a_missing_dependency_is_one_line_and_the_service_waits_without_a_restart_loop(
+        tmp_path, board_sh, missing, change, expected):
+    runs = tmp_path / "runs"
+    change = dict(change)
+    removed = change.pop("remove", None)
+    env = script_env(tmp_path, f"sh -c 'echo run >> {runs}'", ready=True,
+                     EDGETYPE_BACKOFF_MAX_S=60, **change)
+    if removed:
+        (tmp_path / removed).unlink()
+    code, output = supervise_for(board_sh, env, 3.6)  # checks at 0, 1 and 3 s (backoff 1, 2)
+    assert code == 0 and "supervisor stopped" in output
+    assert not runs.exists(), "the demo was started although something it needs is missing"
+    waiting = [line for line in output.splitlines() if "waiting:" in line]
+    assert len(waiting) == 1, output  # one line, not one per check
+    assert expected.format(py=env["EDGETYPE_PYTHON"], tmp=tmp_path) in waiting[0], waiting[0]
+    assert "Traceback" not in output
+    starts = len((tmp_path / "py-calls").read_text().split())  # python3 runs once per check
+    assert 1 <= starts <= 3  # no tight loop: checks after backoffs of 1 s, 2 s, ...
+
+
+def test_the_service_starts_the_demo_once_the_keyboard_is_plugged_in(tmp_path, board_sh):
+    runs = tmp_path / "runs"
+    demo = tmp_path / "demo.sh"
+    demo.write_text(f"#!/bin/sh\necho run >> {runs}\nwhile true; do sleep 0.1; done\n")
+    demo.chmod(0o755)
+    env = script_env(tmp_path, str(demo), ready=True)
+    (tmp_path / "keyboard").unlink()
+    supervisor = subprocess.Popen([*board_sh, str(INIT_SCRIPT), "run"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(1.5)
+        assert not runs.exists()
+        (tmp_path / "keyboard").write_text("")  # plugged in: found at the next check (t = 3 s)
+        deadline = time.monotonic() + 6
+        while not runs.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        supervisor.send_signal(signal.SIGTERM)
+        output, _ = supervisor.communicate(timeout=15)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+    assert runs.read_text().count("run") == 1
+    assert "waiting: no keyboard" in output and "ready: nothing missing any more" in output
+
+
+@pytest.mark.parametrize("image, board, hint", [
+    ("milkv-v1", "duo", "BR2_PACKAGE_PYTHON_NUMPY=y"),
+    ("milkv-v2", "duo256m", "BR2_PACKAGE_PYTHON_CFFI=y"),
+    ("debian", "licheerv-nano", "apt-get install python3-numpy"),
+])
+def test_overlay_image_profiles_are_recorded_and_give_the_init_script_its_hints(
+        tmp_path, capsys, image, board, hint):
+    out = tmp_path / "o.tar.gz"
+    code = cli.main(["firmware", "overlay", "--board", board, "--image", image, "-o", str(out),
+                     "--no-bundle", "--json"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["image"] == image
+    with tarfile.open(out) as tar:
+        overlay = json.loads(tar.extractfile("opt/edgetype/overlay.json").read())
+        defaults = tar.extractfile("etc/default/edgetype").read().decode()
+    assert overlay["image"] == image and f"EDGETYPE_IMAGE={image}" in defaults
+    assert hint in defaults and "EDGETYPE_MIN_PYTHON=3.9" in defaults
+    # --board alone picks the image recommended for the board
+    build_overlay("duo", tmp_path / "d.tar.gz", with_bundle=False)
+    with tarfile.open(tmp_path / "d.tar.gz") as tar:
+        assert json.loads(tar.extractfile("opt/edgetype/overlay.json").read())["image"] == "milkv-v1"
+
+
+def test_the_v1_image_without_numpy_gets_one_line_from_the_shipped_init_script(tmp_path):
+    """The overlay as built, its init script and defaults, the V1 image's python3 (3.9-era
+    packages: cffi, evdev, pyserial; no numpy; board_tests/overlay_root.py): one line, no demo."""
+    from board_tests.overlay_root import board_python, build_root
+
+    root = build_root(tmp_path / "root", board="duo", image="milkv-v1")
+    defaults = root.root / "etc/default/edgetype"
+    defaults.write_text(defaults.read_text().replace("/opt/edgetype", str(root.root / "opt/edgetype")))
+    (root.root / "opt/edgetype/bundle").mkdir()
+    (root.root / "opt/edgetype/bundle/manifest.json").write_text("{}")
+    env = script_env(tmp_path, "sh -c 'echo run >> runs'", EDGETYPE_DEFAULTS=defaults,
+                     EDGETYPE_PYTHON=board_python("milkv-v1"))
+    for name in ("EDGETYPE_HOME", "EDGETYPE_BUNDLE"):
+        env.pop(name)
+    code, output = supervise_for(["sh"], env, 1.5)
+    waiting = [line for line in output.splitlines() if "waiting:" in line]
+    assert code == 0 and len(waiting) == 1, output
+    assert "numpy missing" in waiting[0] and "BR2_PACKAGE_PYTHON_NUMPY=y" in waiting[0]
+    assert "no numpy-free runtime yet" in waiting[0] and "Traceback" not in output
