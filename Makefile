@@ -6,7 +6,15 @@ EDGETYPE := $(VENV)/bin/edgetype
 # (riscv64 user space of the board), shellcheck + busybox (init script lint and run).
 SYSTEM_PACKAGES := tmux debootstrap qemu-user-static shellcheck busybox
 
-.PHONY: demo test install toolchain system-deps
+.PHONY: demo test install toolchain system-deps native
+
+# The native keystroke core (runtime/native/keystroke_core.c): one libc-free .so per architecture,
+# cross-built with PyPI's ziglang (a clang + linker for every target); runtime/keystroke_core.py loads
+# runtime/native/build/$$(uname -m)/libedgetype_core.so. ZIGCC may point at another `zig cc`.
+NATIVE_SRC := runtime/native/keystroke_core.c
+NATIVE_LIBS := runtime/native/build/x86_64/libedgetype_core.so runtime/native/build/riscv64/libedgetype_core.so
+NATIVE_CFLAGS := -O2 -ffp-contract=off -fPIC -shared -nostdlib -ffreestanding -fno-builtin -Wall -Wextra -Werror -s
+ZIGCC ?= $(VENV)/bin/python -m ziglang cc
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +23,20 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+$(VENV)/.ziglang: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet ziglang
+	touch $@
+
+native: $(NATIVE_LIBS)
+
+runtime/native/build/x86_64/libedgetype_core.so: $(NATIVE_SRC) $(if $(filter $(VENV)/%,$(ZIGCC)),$(VENV)/.ziglang)
+	mkdir -p $(@D)
+	$(ZIGCC) -target x86_64-linux-musl -mcpu=x86_64 $(NATIVE_CFLAGS) -o $@ $(NATIVE_SRC)
+
+runtime/native/build/riscv64/libedgetype_core.so: $(NATIVE_SRC) $(if $(filter $(VENV)/%,$(ZIGCC)),$(VENV)/.ziglang)
+	mkdir -p $(@D)
+	$(ZIGCC) -target riscv64-linux-musl -mcpu=baseline_rv64 $(NATIVE_CFLAGS) -o $@ $(NATIVE_SRC)
 
 toolchain: install
 	$(EDGETYPE) toolchain install
@@ -27,8 +49,8 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-demo: toolchain
+demo: toolchain native
 	$(EDGETYPE) demo
 
-test: toolchain system-deps
+test: toolchain system-deps native
 	$(VENV)/bin/python -m pytest -ra --timeout=1200 tests

@@ -9,7 +9,8 @@ event reaches `handle` until the bytes of the updated screen are written, journa
 with its parts: `engine` (session + suggestions), `journal`, `render`. Every part costs O(1) in the
 text's length: the session reports its edit (`last_edit`: keep, add), the journal appends it and
 the screen re-wraps only the tail it changed (keyboard_ui/render.py TailView); nothing joins the
-whole text per key.
+whole text per key. The journal's fsync at a finished word runs after the screen bytes are out
+(`journal_sync`, not part of the latency: the next key is read after it).
 Counted keystrokes are edit actions (insert, Enter, Backspace, delete-word, accept); modifiers,
 Caps Lock and quit keys are not.
 """
@@ -20,6 +21,7 @@ import select
 import signal
 import sys
 import time
+from array import array
 from typing import Callable, Iterable, Protocol, Sequence
 
 from keyboard_ui import events as E
@@ -50,6 +52,42 @@ class SessionLike(Protocol):
     def accept(self, i: int) -> str: ...
     def suggestions(self, k: int = 3) -> Sequence[SuggestionLike]: ...
     def close(self) -> None: ...
+
+
+TIMING_PARTS = ("engine", "journal", "render", "journal_sync")
+
+
+class KeyTimings:
+    """Per-keystroke timings in arrays allocated once: memory does not grow with the session.
+
+    Columns (float32 ms unless said): `total` (event in -> screen bytes out), its parts `engine`,
+    `journal`, `render`, then `journal_sync` (the word-boundary fsync after the bytes are out) and
+    `position` (text length after the key). Holds the last `capacity` keystrokes (a ring)."""
+
+    def __init__(self, capacity: int = 65536) -> None:
+        self.capacity = capacity
+        self.columns = {name: array("f", bytes(4 * capacity)) for name in ("total", *TIMING_PARTS)}
+        self.columns["position"] = array("l", bytes(array("l").itemsize * capacity))
+        self.count = 0  # keystrokes seen (may exceed capacity)
+
+    def add(self, total, engine, journal, render, journal_sync, position) -> None:
+        i = self.count % self.capacity
+        columns = self.columns
+        columns["total"][i] = total
+        columns["engine"][i] = engine
+        columns["journal"][i] = journal
+        columns["render"][i] = render
+        columns["journal_sync"][i] = journal_sync
+        columns["position"][i] = position
+        self.count += 1
+
+    def values(self, name: str) -> list:
+        """The kept values of a column, oldest first."""
+        column, n = self.columns[name], min(self.count, self.capacity)
+        if self.count <= self.capacity:
+            return column[:n].tolist()
+        start = self.count % self.capacity
+        return column[start:].tolist() + column[:start].tolist()
 
 
 class Shutdown(BaseException):
@@ -89,6 +127,7 @@ class Demo:
         recorder: EventRecorder | None = None,
         on_caps_lock: Callable[[bool], object] | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        timings: KeyTimings | None = None,
     ) -> None:
         self.session = session
         self.input_name = input_name
@@ -103,9 +142,9 @@ class Demo:
         self.events = 0
         self.keystrokes = 0
         self.accepted = 0
-        self.latencies_ms: list[float] = []  # per keystroke: event in -> screen bytes out
-        self.parts_ms: dict[str, list[float]] = {"engine": [], "journal": [], "render": []}
-        self.render_bytes: list[int] = []  # bytes sent to the terminal per keystroke
+        self.timings = timings if timings is not None else KeyTimings()  # per keystroke, preallocated
+        self.render_bytes_total = 0  # bytes sent to the terminal by keystrokes
+        self.render_bytes_max = 0
         self.last_latency_ms: float | None = None
 
     # -- screen ---------------------------------------------------------------------------------
@@ -149,23 +188,24 @@ class Demo:
         self.suggestions = [s.word for s in self.session.suggestions(SUGGESTION_COUNT)]
         engine_done = clock()
         keep, add = self.session.last_edit if edited else (0, "")
-        if self.journal is not None:
-            if edited:
-                self.journal.record_edit(keep, add, is_word_boundary(action), self._whole_text)
-            elif is_word_boundary(action):
-                self.journal.word_boundary(self._whole_text)
+        if self.journal is not None and edited:
+            self.journal.record_edit(keep, add, False, self._whole_text)  # the append: one os.write
         journal_done = clock()
         if self.screen is not None:
             if edited:
                 self.screen.text_edited(keep, add)
-            self.render_bytes.append(self.redraw())
+            sent = self.redraw()
+            self.render_bytes_total += sent
+            self.render_bytes_max = max(self.render_bytes_max, sent)
         done = clock()
+        if self.journal is not None and is_word_boundary(action):
+            # the fsync (or compaction) of a finished word runs once the screen is out, before the
+            # next key is read: a power cut still loses at most that word; the user does not wait
+            self.journal.word_boundary(self._whole_text)
         self.last_latency_ms = (done - started) * 1e3
         self.keystrokes += 1
-        self.latencies_ms.append(self.last_latency_ms)
-        self.parts_ms["engine"].append((engine_done - started) * 1e3)
-        self.parts_ms["journal"].append((journal_done - engine_done) * 1e3)
-        self.parts_ms["render"].append((done - journal_done) * 1e3)
+        self.timings.add(self.last_latency_ms, (engine_done - started) * 1e3, (journal_done - engine_done) * 1e3,
+                         (done - journal_done) * 1e3, (clock() - done) * 1e3, len(self.session.text_buffer))
         return action
 
     def _whole_text(self) -> str:
@@ -192,7 +232,7 @@ class Demo:
         return False
 
     def summary(self) -> dict:
-        latencies = sorted(self.latencies_ms)
+        latencies = sorted(self.timings.values("total"))
 
         def percentile(q: float, values=latencies) -> float | None:
             if not values:
@@ -210,16 +250,17 @@ class Demo:
             "keystroke_latency_ms": {"p50": percentile(0.50), "p95": percentile(0.95), "p99": percentile(0.99),
                                      "max": round(latencies[-1], 3) if latencies else None},
             "keystroke_latency_parts_ms": {
-                name: {"p50": percentile(0.50, sorted(values)), "p99": percentile(0.99, sorted(values))}
-                for name, values in self.parts_ms.items()},
+                name: {"p50": percentile(0.50, sorted(self.timings.values(name))),
+                       "p99": percentile(0.99, sorted(self.timings.values(name)))}
+                for name in TIMING_PARTS},
             "core": getattr(self.session, "core_name", None),
         }
-        if self.screen is not None and self.render_bytes:
+        if self.screen is not None and self.keystrokes:
             result["render"] = {
                 "columns": self.screen.columns,
                 "rows": self.screen.rows,
-                "bytes_per_keystroke_mean": round(sum(self.render_bytes) / len(self.render_bytes), 1),
-                "bytes_per_keystroke_max": max(self.render_bytes),
+                "bytes_per_keystroke_mean": round(self.render_bytes_total / self.keystrokes, 1),
+                "bytes_per_keystroke_max": self.render_bytes_max,
                 "full_redraw_bytes": self.screen.full_redraw_bytes(self.frame()),
             }
         return result

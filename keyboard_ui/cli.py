@@ -21,6 +21,8 @@ def register(subparsers, groups):
     )
     demo.add_argument("--backend", choices=BACKENDS, default="onnx", help="model backend (default: onnx)")
     demo.add_argument("--bundle", metavar="DIR", default=None, help="model bundle directory")
+    demo.add_argument("--core", choices=("auto", "native", "python"), default="auto",
+                      help="keystroke core (default auto: native, else the numpy twin, said on stderr)")
     demo.add_argument("--input", choices=("auto", "evdev", "terminal"), default="auto",
                       help="auto: evdev keyboards when usable, else the terminal (default)")
     demo.add_argument("--keyboard", metavar="DEVICE", default=None,
@@ -40,7 +42,7 @@ def register(subparsers, groups):
     demo.set_defaults(func=run_demo)
 
 
-def open_engine_session(bundle: str | None, backend: str):
+def open_engine_session(bundle: str | None, backend: str, core: str = "auto"):
     """`runtime.engine.open_session`, imported only now (the demo is the engine's only caller here)."""
     try:
         from runtime import engine
@@ -51,7 +53,9 @@ def open_engine_session(bundle: str | None, backend: str):
                 "update edgetype (the demo needs runtime.engine.open_session)"
             ) from error
         raise
-    return engine.open_session(bundle=bundle, backend=backend)
+    if core == "auto":
+        return engine.open_session(bundle=bundle, backend=backend)
+    return engine.open_session(bundle=bundle, backend=backend, core=core)
 
 
 def _journal_path(args, replay: bool) -> str | None:
@@ -132,14 +136,14 @@ def _run_replay(args) -> int:
     previous_signals = install_shutdown_signals()
     try:
         session = None
-        session = open_engine_session(args.bundle, args.backend)
+        session = open_engine_session(args.bundle, args.backend, args.core)
         journal = Journal(journal_path, lock=lock) if journal_path else None
         recorder = EventRecorder(args.record) if args.record else None
         screen = TerminalScreen(lambda data: None, REPLAY_SCREEN_COLUMNS, REPLAY_SCREEN_ROWS)
         demo = Demo(session, input_name=f"replay {os.path.basename(args.replay)}", screen=screen,
                     journal=journal, recorder=recorder)
         print(f"edgetype: replaying {len(recorded)} events from {args.replay} "
-              f"(backend {session.backend_name})", file=sys.stderr)
+              f"(backend {session.backend_name}, core {getattr(session, 'core_name', '?')})", file=sys.stderr)
         demo.start()
         run_replay(demo, recorded, realtime=args.realtime)
         result = demo.summary()
@@ -233,7 +237,7 @@ def _run_interactive(args) -> int:
             print(f"edgetype: input: {input_name} (reader {keyboards.reader}; grabbed until exit)",
                   file=sys.stderr)
         print(f"edgetype: loading backend {args.backend}...", file=sys.stderr)
-        session = open_engine_session(args.bundle, args.backend)
+        session = open_engine_session(args.bundle, args.backend, args.core)
         if restored_text:
             session.insert(restored_text)
         journal = Journal(journal_path, base_text=session.text, lock=lock) if journal_path else None

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from measure import cli_window
 from measure.ngram import DEFAULT_ORDER
-from runtime.cli_suggest import RANKING_OPTIONS, add_model_args, open_engine
+from runtime.cli_suggest import BACKENDS, RANKING_OPTIONS, add_model_args, open_engine
+from runtime.keystroke_core import CORE_NAMES
 from runtime.errors import UserError
 
 DEFAULT_TRAIN = Path(__file__).resolve().parents[1] / "models" / "corpus" / "train.txt.gz"
@@ -43,6 +44,20 @@ def register(subparsers, groups):
     p.add_argument("--plot", metavar="FILE.png", help="latency histogram / time series")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench_latency)
+
+    p = groups["bench"].add_parser("demo", help="end-to-end keystroke cost of the demo over a long text")
+    p.add_argument("--backend", choices=BACKENDS, default="onnx", help="model backend (default onnx)")
+    p.add_argument("--bundle", metavar="DIR", help="bundle directory (default: the shipped one)")
+    p.add_argument("--text", metavar="FILE", help="text to type (default: the held-out test split)")
+    p.add_argument("--chars", type=int, default=20000, help="characters of the text to type (default 20000)")
+    p.add_argument("--core", choices=CORE_NAMES, default="auto",
+                   help="keystroke core (default auto: native, else python, said on stderr and in the JSON)")
+    p.add_argument("--no-accept", action="store_true", help="type every character (no Alt+N accepts)")
+    p.add_argument("--outside", metavar="N,N,...", help="also time whole `demo --replay` processes typing "
+                   "these many characters (wall time minus start-up, per key)")
+    p.add_argument("--plot", metavar="FILE.png", help="per-key time against position in the text")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench_demo)
     cli_window.register(subparsers, groups)
 
 
@@ -85,6 +100,14 @@ def cmd_eval_ksr(args) -> int:
         for label, r in rows:
             print(f"{label:22} {r['ksr']:7.4f} {r['top1_next_word']:7.4f} {r['top3_next_word']:7.4f} "
                   f"{r['keystrokes']:8d} {r['chars']:8d}")
+    return 0
+
+
+def cmd_bench_demo(args) -> int:
+    from measure.bench_demo import run_demo_bench
+
+    report = run_demo_bench(args)
+    print(json.dumps(report) if args.json else json.dumps(report, indent=2))
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from kv_window.policies import DEFAULT_POLICY, POLICIES
+from runtime.keystroke_core import CORE_NAMES
 
 BACKENDS = ("onnx", "cmodel", "tpu", "numpy")
 
@@ -30,6 +31,9 @@ def add_model_args(parser, default_backend: str = "onnx") -> None:
                         "models/bundles/..., else models/default for onnx/numpy)")
     parser.add_argument("--window-policy", metavar="NAME", default=None,
                         help=f"kv_window pruning policy: {', '.join(POLICIES)} (default {DEFAULT_POLICY})")
+    parser.add_argument("--core", choices=CORE_NAMES, default="auto",
+                        help="keystroke core (runtime/keystroke_core.py; default auto: native, else the "
+                        "numpy twin with a warning on stderr)")
     for name, metavar, constant, what in RANKING_OPTIONS:
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=None, metavar=metavar,
                             help=f"{what} (default runtime/engine.py {constant})")
@@ -45,7 +49,10 @@ def open_engine(args):
 
 def session_options(args) -> dict:
     """Session keyword arguments from the shared model flags (only those given)."""
-    return {name: getattr(args, name) for name, *_ in RANKING_OPTIONS if getattr(args, name, None) is not None}
+    options = {name: getattr(args, name) for name, *_ in RANKING_OPTIONS if getattr(args, name, None) is not None}
+    if getattr(args, "core", None):
+        options["core"] = args.core
+    return options
 
 
 def register(subparsers, groups):

@@ -73,7 +73,7 @@ class Session:
     """One typing session on one backend. Not thread-safe; one per text field."""
 
     def __init__(self, bundle: Bundle, backend, window=None, ring_size: int = 64, prefill_max_tokens: int | None = None,
-                 recent_capacity: int = RECENT_CAPACITY, core: str = "python", **ranking):
+                 recent_capacity: int = RECENT_CAPACITY, core: str = "auto", **ranking):
         """ranking: recent_weight, recent_min_prefix, recent_bigram_weight, recent_trigram_backoff,
         lexicon_weight (runtime/ranking.py Ranker)."""
         self.bundle = bundle

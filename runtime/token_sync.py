@@ -6,7 +6,7 @@ touched; `sync` returns how many leading tokens are unchanged (`common`): the mo
 state after those and is fed the rest (runtime/model_step.py). Cost per key: O(log tokens) for the
 lookup plus the re-tokenized tail (the last token or two at the end of the text).
 
-`tokens` and `ends` are compact `array`s (4 or 8 bytes a token): a 100,000-character session holds
+`tokens` and `ends` are compact int32 `array`s (4 bytes a token): a 100,000-character session holds
 ~25,000 tokens in ~0.2 MB. numpy-free, stdlib only (the board runs this).
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ from runtime.tokenizer import BOS_ID, Tokenizer, split_pieces_with_ends
 class TokenSync:
     def __init__(self, tokenizer: Tokenizer):
         self.tokenizer = tokenizer
-        self.tokens = array("l", [BOS_ID])  # (n,) context token ids, BOS first
-        self.ends = array("l", [0])  # (n,) char offset where each token ends
+        self.tokens = array("i", [BOS_ID])  # (n,) context token ids, BOS first
+        self.ends = array("i", [0])  # (n,) char offset where each token ends
 
     def __len__(self) -> int:
         return len(self.tokens)
