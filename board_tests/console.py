@@ -61,16 +61,30 @@ class CommandResult:
     seconds: float
 
 
+WRITE_TIMEOUT_S = 10.0
+
+
 def open_port(url: str, baudrate: int = DEFAULT_BAUD):
-    """Open a pyserial URL or device path (8N1, no flow control) with a short read timeout."""
+    """Open a pyserial URL or device path (8N1, no flow control) with explicit timeouts, without
+    a DTR/RTS pulse.
+
+    Many USB-serial adapters wire DTR/RTS to the board's reset or boot pins, and pyserial's
+    `serial_for_url(url)` opens at once with both asserted (the most reported pyserial pitfall:
+    the board resets when the harness connects). So the port is created unopened, DTR and RTS are
+    set low (pyserial applies the stored levels in open()), then opened. Every read returns after
+    READ_SLICE_S at most; writes give up after WRITE_TIMEOUT_S."""
     import serial  # pyserial; imported here so that the board-side code never needs it
 
     try:
-        return serial.serial_for_url(
-            url, baudrate=baudrate, bytesize=8, parity="N", stopbits=1, timeout=READ_SLICE_S,
-            write_timeout=10,
-        )
-    except (serial.SerialException, ValueError) as error:
+        port = serial.serial_for_url(url, do_not_open=True)
+        port.baudrate, port.bytesize, port.parity, port.stopbits = baudrate, 8, "N", 1
+        port.xonxoff = port.rtscts = port.dsrdtr = False
+        port.timeout, port.write_timeout = READ_SLICE_S, WRITE_TIMEOUT_S
+        port.dtr = False
+        port.rts = False
+        port.open()
+        return port
+    except (serial.SerialException, ValueError, OSError) as error:
         raise UserError(f"cannot open serial port {url}: {error} (check --port and permissions)")
 
 

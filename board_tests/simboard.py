@@ -26,7 +26,9 @@ Options (URL query): password=milkv, hostname=milkv-duo, backend=cmodel, shell=/
 U-Boot banner, login prompt), noise=1 (the line only carries bytes at a wrong baud rate),
 image=debian|milkv-v2|milkv-v1 and board=duo256m|duo|licheerv-nano (the overlay installed),
 python=X.Y (the board python's version, e.g. 3.9 for the V1 image's; default this host's),
-overlay=0 (an empty board: nothing installed, python3 still the image's).
+overlay=0 (an empty board: nothing installed, python3 still the image's), baud=115200 (bytes
+cross the line in both directions no faster than a UART at that rate carries them, 8N1 = 10 bits
+a byte, so upload and suite timings are those of the real wire; default: as fast as the pty).
 """
 from __future__ import annotations
 
@@ -87,7 +89,7 @@ def parse_sim_url(url: str) -> dict:
         raise UserError(f"not a sim:// URL: {url}")
     options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
     known = {"password", "hostname", "backend", "bundle", "reboot_after_s", "noise", "sandbox",
-             "shell", "image", "board", "python", "overlay"}
+             "shell", "image", "board", "python", "overlay", "baud"}
     unknown = set(options) - known
     if unknown:
         raise UserError(f"sim:// options {sorted(unknown)} unknown; known: {sorted(known)}")
@@ -102,7 +104,7 @@ class SimulatedBoard:
                  reboot_after_s: float | None = None, noise: bool = False,
                  sandbox: str | None = None, extra_env: dict | None = None,
                  shell: str = "/bin/sh", image: str = "debian", board: str = "duo256m",
-                 python: str | None = None, overlay: bool = True):
+                 python: str | None = None, overlay: bool = True, baud: int | None = None):
         self.password = password
         self.hostname = hostname
         self.backend = backend
@@ -125,6 +127,10 @@ class SimulatedBoard:
         self._shell_master: int | None = None
         self.reboots = 0
         self.logins = 0
+        self.baud = baud
+        self._tx = WirePacer(baud) if baud else None  # board -> host
+        self._rx = WirePacer(baud) if baud else None  # host -> board
+        self._rx_slice = self._rx.slice_bytes if self._rx else 4096
 
     @classmethod
     def from_url(cls, url: str) -> "SimulatedBoard":
@@ -136,6 +142,11 @@ class SimulatedBoard:
             raise UserError(f"sim://?image={o['image']}: use one of {', '.join(IMAGES)}")
         if o.get("board", "duo256m") not in BOARDS:
             raise UserError(f"sim://?board={o['board']}: use one of {', '.join(BOARDS)}")
+        baud = None
+        if "baud" in o:
+            baud = int(o["baud"]) if o["baud"].isdigit() else 0
+            if not 50 <= baud <= 4_000_000:
+                raise UserError(f"sim://?baud={o['baud']}: give a baud rate, e.g. 115200")
         if "reboot_after_s" in o:
             try:
                 reboot = float(o["reboot_after_s"])
@@ -149,7 +160,7 @@ class SimulatedBoard:
                    noise=o.get("noise", "0") not in ("0", ""), sandbox=o.get("sandbox"),
                    shell=o.get("shell", "/bin/sh"), image=o.get("image", "debian"),
                    board=o.get("board", "duo256m"), python=o.get("python"),
-                   overlay=o.get("overlay", "1") not in ("0", ""))
+                   overlay=o.get("overlay", "1") not in ("0", ""), baud=baud)
 
     # ----------------------------------------------------------------- the board's file system
     def _make_sandbox(self) -> None:
@@ -236,6 +247,15 @@ class SimulatedBoard:
     # ----------------------------------------------------------------- console
     def _out(self, text: str | bytes) -> None:
         data = text.encode() if isinstance(text, str) else text
+        if self._tx is not None:  # board -> host at the wire's rate, a slice at a time
+            for start in range(0, len(data), self._tx.slice_bytes):
+                piece = data[start:start + self._tx.slice_bytes]
+                self._tx.wait(len(piece))
+                self._write_master(piece)
+            return
+        self._write_master(data)
+
+    def _write_master(self, data: bytes) -> None:
         while data and not self._stop.is_set():
             try:
                 n = os.write(self._master, data)
@@ -266,9 +286,15 @@ class SimulatedBoard:
         if not ready:
             return b""
         try:
-            return os.read(self._master, 4096)
+            return self._received(os.read(self._master, self._rx_slice))
         except OSError:
             return b""
+
+    def _received(self, data: bytes) -> bytes:
+        """Bytes from the host reach the board no faster than the wire carries them."""
+        if self._rx is not None and data:
+            self._rx.wait(len(data))
+        return data
 
     def _read_line(self, echo: bool) -> str | None:
         line = b""
@@ -329,7 +355,7 @@ class SimulatedBoard:
                     return
                 ready, _, _ = select.select([self._master, master], [], [], 0.05)
                 if self._master in ready:
-                    data = os.read(self._master, 4096)
+                    data = self._received(os.read(self._master, self._rx_slice))
                     if data:
                         os.write(master, data)
                 if master in ready:
@@ -373,6 +399,25 @@ class SimulatedBoard:
             except OSError:
                 pass
             self._shell_master = None
+
+
+class WirePacer:
+    """One direction of a UART at `baud`, 8N1: 10 bits on the wire per byte."""
+
+    BITS_PER_BYTE = 10
+
+    def __init__(self, baud: int) -> None:
+        self.bytes_per_s = baud / self.BITS_PER_BYTE
+        self.slice_bytes = max(1, int(self.bytes_per_s // 50))  # ~20 ms of line time
+        self._free_at = 0.0  # monotonic time the line finishes what was already sent
+
+    def wait(self, n: int) -> None:
+        """Block until `n` more bytes would have crossed the wire."""
+        now = time.monotonic()
+        self._free_at = max(now, self._free_at) + n / self.bytes_per_s
+        delay = self._free_at - now
+        if delay > 0:
+            time.sleep(delay)
 
 
 def _session_members(session_id: int) -> list[int]:

@@ -205,3 +205,59 @@ def test_a_clean_run_is_ok_and_summarised_like_pytest():
                         'ET-SUMMARY {"passed": 1, "failed": 0, "skipped": 1, "error": 0}\n', report)
     assert report.ok
     assert report.summary_text().splitlines()[-1].startswith("==== 1 passed, 1 skipped in")
+
+
+class RecordingSerial:
+    """Stands for a pyserial port: records attribute writes and open() in order."""
+
+    def __init__(self, url, **kwargs):
+        self.events = [("created", url, tuple(sorted(kwargs)))]
+        self.is_open = not kwargs.get("do_not_open", False)
+        if self.is_open:
+            self.events.append(("open",))
+
+    def __setattr__(self, name, value):
+        if name not in ("events", "is_open"):
+            self.events.append(("set", name, value))
+        object.__setattr__(self, name, value)
+
+    def open(self):
+        self.events.append(("open",))
+        self.is_open = True
+
+
+def test_the_port_opens_with_dtr_and_rts_low_and_explicit_timeouts(monkeypatch):
+    """A DTR/RTS pulse on open resets many boards: both are set low before open()."""
+    import serial
+
+    from board_tests import console
+
+    made = []
+    monkeypatch.setattr(serial, "serial_for_url",
+                        lambda url, **kw: made.append(RecordingSerial(url, **kw)) or made[-1])
+    port = console.open_port("/dev/ttyUSB7")
+    events = port.events
+    opened = events.index(("open",))
+    settings = {e[1]: e[2] for e in events[:opened] if e[0] == "set"}
+    assert settings.get("dtr") is False and settings.get("rts") is False, events
+    assert settings["timeout"] == console.READ_SLICE_S and settings["write_timeout"] > 0
+    assert settings["baudrate"] == 115200 and not settings["rtscts"] and not settings["dsrdtr"]
+    assert not any(e[0] == "set" and e[1] in ("dtr", "rts") and e[2] for e in events)
+
+
+def test_a_real_pty_opens_with_dtr_low_and_reads_time_out():
+    import os
+
+    from board_tests.console import READ_SLICE_S, open_port
+
+    master, slave = os.openpty()
+    try:
+        port = open_port(os.ttyname(slave))
+        assert port.dtr is False and port.rts is False
+        started = time.monotonic()
+        assert port.read(10) == b""  # nothing sent: the read returns at its timeout
+        assert time.monotonic() - started < READ_SLICE_S + 0.5
+        port.close()
+    finally:
+        os.close(master)
+        os.close(slave)

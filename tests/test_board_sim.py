@@ -13,6 +13,7 @@ from board_tests.console import BoardConsole, BoardError, BoardLineNoise, BoardR
 from board_tests.simboard import SimulatedBoard
 from board_tests.upload import CHUNK_BYTES, upload_file
 from runtime import cli
+from runtime.errors import UserError
 
 SYNTHETIC_SUITE = '''
 import time
@@ -191,3 +192,31 @@ def test_board_test_through_busybox_ash_like_the_board(suite_dir, capsys):
     assert code == 1 and report["board_error"] is None
     assert (report["passed"], report["failed"], report["skipped"]) == (3, 1, 1)
     assert report["upload"]["chunks_sent"] >= 10  # the packages went through ash's line editor
+
+
+def _timed_command(board_kwargs: dict, tmp_path, command: str) -> tuple[float, str]:
+    with SimulatedBoard(sandbox=str(tmp_path / "paced"), overlay=False, **board_kwargs) as board:
+        console = BoardConsole(open_port(board.port_path), name="sim")
+        try:
+            console.login(timeout_s=30)
+            started = time.monotonic()
+            result = console.run(command, timeout_s=30, check=True)
+            return time.monotonic() - started, result.output
+        finally:
+            console.close()
+
+
+def test_sim_baud_paces_bytes_like_the_wire_in_both_directions(tmp_path):
+    """sim://?baud=9600: 960 bytes/s (8N1, 10 bits a byte) each way."""
+    out_command = "printf '%01200d' 0 | tr 0 a"  # 1200 bytes board -> host
+    fast, text = _timed_command({}, tmp_path / "a", out_command)
+    assert text.strip() == "a" * 1200
+    paced, text = _timed_command({"baud": 9600}, tmp_path / "b", out_command)
+    assert text.strip() == "a" * 1200
+    assert paced >= 1200 / 960 * 0.9 and paced < 1200 / 960 + 3, paced
+    assert fast < 0.6 * paced, (fast, paced)
+    in_command = "echo " + "b" * 900 + " | wc -c"  # ~940 bytes host -> board
+    paced_in, text = _timed_command({"baud": 9600}, tmp_path / "c", in_command)
+    assert text.strip() == "901" and paced_in >= 900 / 960 * 0.9, paced_in
+    with pytest.raises(UserError, match="baud"):
+        SimulatedBoard.from_url("sim://?baud=fast")
