@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.bundle import ION_LIMIT_BYTES, seal_manifest, sha256_file
+from runtime.bundle import ION_LIMIT_BYTES, VOCAB_ORDER_FILE, seal_manifest, sha256_file
 from runtime.errors import UserError
 
 CHIPS = ("cv180x", "cv181x")
@@ -133,6 +133,22 @@ def load_model_folder(folder: Path) -> TrainedModel:
     model_id = json.loads((folder / "config.json").read_text()).get("model_id") or \
         hashlib.sha256((folder / "weights.npz").read_bytes()).hexdigest()[:16]
     return TrainedModel(folder, config, weights, tokenizer, model_id)
+
+
+# The bundle's token ids: the model's words renumbered in sorted order right after the specials, so
+# that the words sharing any typed prefix form one contiguous id range and the engine's prefix
+# filter is a slice of the log-probabilities, not a gather (issue #15). The embedding rows (and so
+# the tied head's columns) are permuted the same way; the map back to the model folder's ids is
+# `vocab_order.json` (runtime/bundle.py refuses a bundle whose map is missing or disagrees).
+VOCAB_ORDER = True
+
+
+def words_sorted_model(model: TrainedModel) -> tuple[TrainedModel, np.ndarray]:
+    """(model with the words-sorted tokenizer and embedding, order) with order[new id] = old id."""
+    tokenizer, order = model.tokenizer.words_sorted_first()
+    weights = dict(model.weights)
+    weights["embedding"] = np.ascontiguousarray(weights["embedding"][order])  # (V,D) rows in the new order
+    return TrainedModel(model.folder, model.config, weights, tokenizer, model.model_id), order
 
 
 # ------------------------------------------------------------------------------ ION estimate ---
@@ -463,6 +479,9 @@ def export_bundle(model_dir: Path, output: Path, chip: str, quant: str, window: 
             raise UserError(f"--bf16-matmuls {bf16_matmul_weights!r}: not a regular expression ({error})") from None
     started = time.monotonic()
     model = load_model_folder(model_dir)
+    source_tokenizer_id = model.tokenizer.tokenizer_id
+    if VOCAB_ORDER:  # renumber the words in sorted order; the tied embedding/head follows (module docstring)
+        model, order = words_sorted_model(model)
     config = model.config
     window = window or config.window
     if window < 1:
@@ -542,8 +561,22 @@ def export_bundle(model_dir: Path, output: Path, chip: str, quant: str, window: 
             ion_bytes = None
             routines = None
         onnx.save(onnx_model, tmp / "model.onnx")
-        shutil.copyfile(model_dir / "weights.npz", tmp / "weights.npz")
-        shutil.copyfile(model_dir / "tokenizer.json", tmp / "tokenizer.json")
+        if VOCAB_ORDER:  # the renumbered tokenizer and embedding rows, and the map back to the model's ids
+            np.savez(tmp / "weights.npz", **model.weights)
+            model.tokenizer.save(tmp / "tokenizer.json")
+            vocab_order = {"file": VOCAB_ORDER_FILE, "word_ids": list(model.tokenizer.prefix_id_range("")),
+                           "source_tokenizer_id": source_tokenizer_id,
+                           "rule": "specials, then the word tokens sorted (each typed prefix is one id range), "
+                                   "then the other tokens in the model's order"}
+            (tmp / VOCAB_ORDER_FILE).write_text(json.dumps({
+                "format": "edgetype-vocab-order", "format_version": 1, "tokenizer_id": model.tokenizer.tokenizer_id,
+                "source_tokenizer_id": source_tokenizer_id, "word_ids": vocab_order["word_ids"],
+                "order": [int(i) for i in order],
+                "note": "order[bundle token id] = token id in the model folder's tokenizer.json"}) + "\n")
+        else:
+            vocab_order = None
+            shutil.copyfile(model_dir / "weights.npz", tmp / "weights.npz")
+            shutil.copyfile(model_dir / "tokenizer.json", tmp / "tokenizer.json")
         (tmp / "config.json").write_text(json.dumps(bundle_config, indent=2, sort_keys=True) + "\n")
         golden = golden_data(stepper, model.tokenizer,
                              validation_tokens(model.tokenizer, corpus_dir, VERIFY_PARAGRAPH,
@@ -563,6 +596,7 @@ def export_bundle(model_dir: Path, output: Path, chip: str, quant: str, window: 
             "outputs": outputs,
             # output `logits` holds log-probabilities (LogSoftmax in the graph): the runtime skips its own
             "logits_are_log_probs": log_probs,
+            "vocab_order": vocab_order,
             "decode_step": {"attention": onnx_graph.ATTENTION_FORM,
                             "kv_cache_dtype": onnx_graph.KV_CACHE_INPUT_DTYPE if compiled else "float32",
                             "compiled_routines": routines},

@@ -42,6 +42,7 @@ MAX_JSON_BYTES = 32 << 20  # manifest, config, tokenizer: reads capped
 REPO_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 MODEL_DIR_FILES = ("config.json", "weights.npz", "tokenizer.json")
 BUNDLE_FILES = ("manifest.json", "config.json", "tokenizer.json", "weights.npz")
+VOCAB_ORDER_FILE = "vocab_order.json"  # export's word-sorted id order (manifest `vocab_order`, issue #15)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # config.json: field -> (low, high) for the integers a decode step is built from
 CONFIG_INT_RANGES = {"vocab_size": (5, 1 << 20), "d_model": (1, 8192), "n_layers": (1, 64),
@@ -293,8 +294,39 @@ class Bundle:
             if want and want != tokenizer.tokenizer_id:
                 raise BundleError(f"{path}: tokenizer_id {tokenizer.tokenizer_id} but manifest.json says {want}; "
                                   "the tokenizer belongs to another model")
+            if self.manifest.get("vocab_order") is not None:
+                self._check_vocab_order(tokenizer)
             self._tokenizer = tokenizer
         return self._tokenizer
+
+    def _check_vocab_order(self, tokenizer) -> None:
+        """The manifest's `vocab_order` (issue #15): words sorted after the specials so that a typed
+        prefix's words are one id range. Its map file must exist and describe this tokenizer."""
+        declared = self.manifest["vocab_order"]
+        name = declared.get("file") if isinstance(declared, dict) else None
+        where = self.dir / "manifest.json"
+        if name != VOCAB_ORDER_FILE or name not in (self.manifest.get("files") or {}):
+            raise BundleError(f"{where}: vocab_order does not name {VOCAB_ORDER_FILE} among its files; re-export")
+        try:
+            data = json.loads(bundle_file(self.dir, name, "vocabulary order map").read_text(encoding="utf-8"))
+        except ValueError as error:
+            raise BundleError(f"{self.dir / name}: not valid JSON ({str(error)[:80]}); re-export the bundle") from None
+        data = data if isinstance(data, dict) else {}
+        order = data.get("order")
+        V = tokenizer.vocab_size
+        problems = []
+        if data.get("tokenizer_id") != tokenizer.tokenizer_id:
+            problems.append(f"its tokenizer_id {data.get('tokenizer_id')} is not tokenizer.json's "
+                            f"{tokenizer.tokenizer_id}")
+        if not isinstance(order, list) or sorted(order) != list(range(V)):
+            problems.append(f"its order is not a permutation of the {V} token ids")
+        span = tokenizer.prefix_id_range("")
+        if span is None or list(span) != list(data.get("word_ids") or []) or \
+                list(span) != list(declared.get("word_ids") or []):
+            problems.append(f"tokenizer.json's words are not the sorted id range {data.get('word_ids')} it declares")
+        if problems:
+            raise BundleError(f"{self.dir / name}: does not match the bundle's tokenizer ({'; '.join(problems)}); "
+                              "re-export the bundle")
 
     def describe(self) -> str:
         if self.kind == "model-dir":

@@ -4,9 +4,10 @@
 - `NativeCore` (runtime/native/keystroke_core.c through ctypes): the same operations in C, for the
   board's slow CPU (runtime/native/README.md builds it for x86-64 and riscv64).
 Operations (each allocation-free; buffers are the caller's):
-- `top_prefix(log_probs, ids, want)`: [(log-prob, token id)] of the candidates of log_probs[ids] at
-  or above the want-th best value (all of them when want >= len(ids); ties at that value all kept),
-  best first, equal values in the order of `ids`;
+- `top_prefix(log_probs, ids, want, span=None)`: [(log-prob, token id)] of the candidates of
+  log_probs[ids] at or above the want-th best value (all of them when want >= len(ids); ties at that
+  value all kept), best first, equal values in the order of `ids`; with span=(lo, hi) (ids ==
+  arange(lo, hi), a prefix-contiguous vocabulary) the candidates are the slice log_probs[lo:hi];
 - `log_softmax_into(logits, row)`: row = logits - logsumexp(logits), float32.
 `open_core(name)` picks one by name ("native", "python", or "auto" = native, else python with the
 reason recorded in `core.fallback_reason`); nothing switches without saying so.
@@ -52,10 +53,16 @@ class PythonCore:
         self._keep = np.zeros(vocab_size, dtype=bool)  # (V,) candidates at or above the want-th best
         self._exp = np.zeros(vocab_size, np.float32)  # (V,) scratch for log-softmax
 
-    def top_prefix(self, log_probs: np.ndarray, ids: np.ndarray, want: int) -> list[tuple[float, int]]:
+    def top_prefix(self, log_probs: np.ndarray, ids: np.ndarray, want: int,
+                   span: tuple[int, int] | None = None) -> list[tuple[float, int]]:
+        """span=(lo, hi): ids is arange(lo, hi) (a prefix-contiguous vocabulary): the candidates are
+        the slice log_probs[lo:hi], read in place, no gather."""
         m = len(ids)
-        cand = self._cand[:m]
-        np.take(log_probs, ids, out=cand)
+        if span is not None:
+            cand = log_probs[span[0]:span[1]]  # (m,) view, only read
+        else:
+            cand = self._cand[:m]
+            np.take(log_probs, ids, out=cand)
         want = min(m, want)
         if want < m:
             part = self._part[:m]
@@ -67,6 +74,8 @@ class PythonCore:
         else:
             chosen = np.arange(m)
         order = chosen[np.argsort(-cand[chosen], kind="stable")]
+        if span is not None:
+            return [(float(cand[j]), span[0] + int(j)) for j in order]
         return [(float(cand[j]), int(ids[j])) for j in order]
 
     def log_softmax_into(self, logits: np.ndarray, row: np.ndarray) -> None:

@@ -77,7 +77,8 @@ class Ranker:
         recent, log_keep = self._recent_candidates(partial, log_probs)
         if len(ids) == 0 and not lexicon and not recent:
             return []
-        model = self.core.top_prefix(log_probs, ids, k + SUGGESTION_SLACK) if len(ids) else []
+        span = self.tokenizer.prefix_id_range(partial)  # (lo, hi) when the bundle's words are sorted: a slice
+        model = self.core.top_prefix(log_probs, ids, k + SUGGESTION_SLACK, span=span) if len(ids) else []
         ranked = [(lp, t, -1) for lp, t in model] + lexicon  # (log-prob, token id, lexicon index)
         if recent:
             ranked = [(lp + log_keep, t, x) for lp, t, x in ranked] + recent

@@ -121,9 +121,27 @@ class Tokenizer:
         total = counts.sum() if len(counts) else 1.0
         self.lexicon_log_prior = np.log(counts / total).astype(np.float32) if len(counts) else np.zeros(0, np.float32)
 
+        # Prefix-contiguous vocabulary (a bundle exported with its words sorted, model_export/export.py
+        # VOCAB_ORDER): the words of any prefix are one id range and the prefix filter is a slice.
+        n_words = len(self.sorted_word_ids)
+        first = int(self.sorted_word_ids[0]) if n_words else 0
+        self.words_contiguous = bool(n_words) and bool(
+            np.array_equal(self.sorted_word_ids, np.arange(first, first + n_words)))
+        self._first_word_id = first
+
     @property
     def vocab_size(self) -> int:
         return len(self.tokens)
+
+    def words_sorted_first(self) -> tuple["Tokenizer", np.ndarray]:
+        """This vocabulary renumbered: specials, then the word tokens in sorted order, then the other
+        tokens in their order; returns (tokenizer, order) with order[new id] = old id. Casing and
+        the OOV lexicon are kept; the result is `words_contiguous`."""
+        n = len(SPECIALS)
+        others = [i for i in range(n, len(self.tokens)) if not self.is_word[i]]
+        order = np.array(list(range(n)) + self.sorted_word_ids.tolist() + others, dtype=np.int64)
+        lexicon = dict(zip(self.lexicon_words, self._lexicon_counts))
+        return Tokenizer([self.tokens[i] for i in order], self.casing, lexicon), order
 
     @property
     def tokenizer_id(self) -> str:
@@ -160,6 +178,18 @@ class Tokenizer:
         start = bisect.bisect_left(self.sorted_words, low)
         end = bisect.bisect_left(self.sorted_words, low + "\x7f", lo=start)
         return self.sorted_word_ids[start:end]
+
+    def prefix_id_range(self, prefix: str) -> tuple[int, int] | None:
+        """[lo, hi) token ids of the words starting with `prefix` when the vocabulary is
+        `words_contiguous` (then prefix_ids(prefix) == arange(lo, hi)); None otherwise."""
+        if not self.words_contiguous:
+            return None
+        if not prefix:
+            return self._first_word_id, self._first_word_id + len(self.sorted_words)
+        low = prefix.lower()
+        start = bisect.bisect_left(self.sorted_words, low)
+        end = bisect.bisect_left(self.sorted_words, low + "\x7f", lo=start)
+        return self._first_word_id + start, self._first_word_id + end
 
     def surface(self, token_id: int, typed_prefix: str, sentence_start: bool) -> str:
         word = self.tokens[token_id]

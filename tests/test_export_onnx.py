@@ -205,3 +205,55 @@ def test_bf16_step_is_the_spacing_of_bfloat16():
         bits = np.array([x], np.float32).view(np.uint32) & 0xFFFF0000
         low = bits.view(np.float32)[0]
         assert float((bits + 0x10000).view(np.float32)[0] - low) == bf16_step(x)
+
+
+def test_bundle_words_are_sorted_so_a_prefix_is_one_id_range(tiny, tmp_path, capsys):
+    """Issue #15: export renumbers the words (sorted, after the specials); the map back to the model's
+    ids is vocab_order.json; the engine suggests exactly what the model folder suggests; a bundle
+    whose map is missing or disagrees with its tokenizer is refused by name."""
+    from runtime.bundle import BundleError, load_bundle, seal_manifest
+    from runtime.engine import open_session
+    from runtime.tokenizer import Tokenizer
+
+    model_dir, corpus = tiny
+    out = tmp_path / "bundle"
+    assert edgetype_main(["export", "--chip", "none", "--quant", "f32", "--model", str(model_dir),
+                          "--corpus", str(corpus), "-o", str(out), "--json"]) == 0, capsys.readouterr().err
+    bundle = load_bundle(out)
+    source = Tokenizer.load(model_dir / "tokenizer.json")
+    assert not source.words_contiguous and source.prefix_id_range("t") is None
+    tok = bundle.tokenizer
+    order = json.loads((out / "vocab_order.json").read_text())["order"]
+    assert [tok.tokens[i] for i in range(tok.vocab_size)] == [source.tokens[i] for i in order]
+    assert bundle.manifest["vocab_order"]["source_tokenizer_id"] == source.tokenizer_id
+    for prefix in ("", "t", "th", "zzz", "a"):
+        lo, hi = tok.prefix_id_range(prefix)
+        np.testing.assert_array_equal(tok.prefix_ids(prefix), np.arange(lo, hi))
+        assert sorted(tok.tokens[i] for i in range(lo, hi)) == sorted(source.tokens[i] for i in source.prefix_ids(prefix))
+    # the permuted embedding row of a word is the model's row of the same word
+    model_weights = ref.load_weights(model_dir / "weights.npz", bundle.config)
+    bundle_weights = ref.load_weights(out / "weights.npz", bundle.config)
+    np.testing.assert_array_equal(bundle_weights["embedding"], model_weights["embedding"][order])
+    # same suggestions as the model folder (unsorted ids, gather path), on the sliced path
+    text = "the cat sat on the m"
+    with open_session(out, backend="numpy") as sorted_session, open_session(model_dir, backend="numpy") as plain:
+        for i in range(len(text)):
+            sorted_session.insert(text[i])
+            plain.insert(text[i])
+            got = [(s.word, round(s.prob, 5)) for s in sorted_session.suggestions(3)]
+            assert got == [(s.word, round(s.prob, 5)) for s in plain.suggestions(3)], text[: i + 1]
+    # refused by name: the map missing, or describing another tokenizer
+    manifest = json.loads((out / "manifest.json").read_text())
+    broken = tmp_path / "broken"
+    import shutil
+    shutil.copytree(out, broken)
+    (broken / "vocab_order.json").unlink()
+    with pytest.raises(BundleError, match="vocab_order.json"):
+        load_bundle(broken)
+    data = json.loads((out / "vocab_order.json").read_text())
+    (broken / "vocab_order.json").write_text(json.dumps({**data, "tokenizer_id": "0" * 16}))
+    from runtime.bundle import sha256_file
+    files = {**manifest["files"], "vocab_order.json": sha256_file(broken / "vocab_order.json")}
+    (broken / "manifest.json").write_text(json.dumps(seal_manifest({**manifest, "files": files})))
+    with pytest.raises(BundleError, match="vocab_order.json: does not match the bundle's tokenizer"):
+        load_bundle(broken)
