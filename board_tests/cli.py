@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from runtime.argtypes import positive_seconds
 from runtime.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,14 +62,14 @@ def _add_connection_options(parser) -> None:
                              "spy://..., or sim:// for the simulated board")
     parser.add_argument("--user", default="root")
     parser.add_argument("--password", default="milkv")
-    parser.add_argument("--login-timeout", type=float, default=30.0, metavar="S")
+    parser.add_argument("--login-timeout", type=positive_seconds, default=30.0, metavar="S")
     parser.add_argument("--log", metavar="FILE", help="copy everything the board prints here")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
 def cmd_board_test(args) -> int:
     from board_tests.console import BoardError, progress
-    from board_tests.suite import SuiteReport, build_suite_tarball, run_suite
+    from board_tests.suite import SuiteReport, build_suite_tarball, run_suite, suite_test_ids
 
     sim_bundle = args.bundle or default_host_bundle()
     env = {}
@@ -83,6 +84,8 @@ def cmd_board_test(args) -> int:
                                    and not args.upload and not args.no_packages)
     if installed and args.suite:
         raise UserError("--installed runs the suite the overlay installed: drop --suite")
+    # what the run must account for (a missing/empty suite or a -k matching nothing fails here)
+    expected = suite_test_ids(suite_dir=Path(args.suite) if args.suite else None, keyword=args.k)
     tarball = None if installed else build_suite_tarball(
         suite_dir=Path(args.suite) if args.suite else None, with_packages=not args.no_packages)
     try:
@@ -91,6 +94,7 @@ def cmd_board_test(args) -> int:
                            sim_bundle=sim_bundle) as console:
             report = run_suite(console, port=args.port, tarball=tarball, board_dir=args.board_dir,
                                env=env, keyword=args.k, python=args.python, timeout_s=args.timeout)
+            report.expected = expected
             simulated = console.simulated_board
             if simulated is not None and report.tree is not None:
                 report.tree["python"] = str(simulated.board_python)
@@ -157,7 +161,7 @@ def register(subparsers, groups):
                       help="on sim://: upload the suite and packages instead (as on a bare board)")
     test.add_argument("-k", metavar="SUBSTRING", help="only tests whose id contains this")
     test.add_argument("--python", default="python3", help="python on the board")
-    test.add_argument("--timeout", type=float, default=900.0, metavar="S",
+    test.add_argument("--timeout", type=positive_seconds, default=900.0, metavar="S",
                       help="deadline for the whole suite on the board")
     test.set_defaults(func=cmd_board_test)
 
@@ -170,6 +174,6 @@ def register(subparsers, groups):
     deploy.add_argument("--no-bundle", action="store_true",
                         help="leave the bundle out (copy it on the SD card: faster than 115200 baud)")
     deploy.add_argument("--no-start", action="store_true", help="install and enable, do not start")
-    deploy.add_argument("--timeout", type=float, default=3600.0, metavar="S")
+    deploy.add_argument("--timeout", type=positive_seconds, default=3600.0, metavar="S")
     deploy.set_defaults(func=cmd_board_deploy)
 

@@ -49,6 +49,10 @@ class BoardRebooted(BoardError):
     """A U-Boot banner or a login prompt appeared while a command was running."""
 
 
+class BoardDisconnected(BoardError):
+    """The serial line (or the socket behind a socket:// URL) went away under us."""
+
+
 class BoardLineNoise(BoardTimeout):
     """Mostly non-text bytes arrived: wrong baud rate, loose ground, or a second talker."""
 
@@ -114,13 +118,21 @@ class BoardConsole:
     def write(self, data: bytes | str) -> None:
         if isinstance(data, str):
             data = data.encode()
-        self.port.write(data)
-        if hasattr(self.port, "flush"):
-            self.port.flush()
+        try:
+            self.port.write(data)
+            if hasattr(self.port, "flush"):
+                self.port.flush()
+        except OSError as error:  # serial.SerialException is an OSError (IOError)
+            raise BoardDisconnected(f"{self.name}: the serial peer dropped the connection while we wrote "
+                                    f"({error}); check the cable / the port's other end and retry") from None
 
     def _read_some(self) -> bytes:
-        waiting = getattr(self.port, "in_waiting", 0) or 1
-        chunk = self.port.read(min(max(waiting, 1), 65536))
+        try:
+            waiting = getattr(self.port, "in_waiting", 0) or 1
+            chunk = self.port.read(min(max(waiting, 1), 65536))
+        except OSError as error:  # serial.SerialException ("socket disconnected", "device reports readiness...")
+            raise BoardDisconnected(f"{self.name}: the serial peer dropped the connection ({error}); "
+                                    "check the cable / the port's other end and retry") from None
         if chunk:
             chunk = ANSI_RE.sub(b"", chunk)
             self.received_total += len(chunk)

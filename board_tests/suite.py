@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.errors import UserError
 from board_tests.console import BoardConsole, BoardError, progress
 from board_tests.upload import check_board_tools, upload_file
 
@@ -27,6 +28,34 @@ RESULT_RE = re.compile(r"^ET-(RESULT|SUMMARY|MEASURE|INFO) (\{.*\})\s*$", re.MUL
 
 def _skip_member(path: Path) -> bool:
     return "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo")
+
+
+def suite_test_ids(*, repo: Path = REPO, suite_dir: Path | None = None, keyword: str | None = None) -> list[str]:
+    """The test ids (`file::function`) the suite holds, read from its files on the host (ast, no
+    import): what a board run must account for. `keyword` filters as the runner's -k does.
+
+    Raises UserError for a missing or empty suite, or a -k that matches none of its tests: a run
+    of no test must never report success."""
+    import ast
+
+    directory = Path(suite_dir) if suite_dir is not None else repo / "board_tests" / "onboard"
+    if not directory.is_dir():
+        raise UserError(f"--suite {directory}: no such directory; pass a folder of test_*.py files")
+    ids = []
+    for path in sorted(directory.glob("test_*.py")):
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        except (OSError, SyntaxError, UnicodeDecodeError, ValueError) as error:
+            raise UserError(f"{path}: not readable Python ({str(error)[:80]}); fix the test file") from None
+        ids += [f"{path.name}::{node.name}" for node in tree.body
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test_")]
+    if not ids:
+        raise UserError(f"suite {directory}: holds no test_*.py test functions; nothing would run")
+    selected = [i for i in ids if not keyword or keyword in i]
+    if not selected:
+        raise UserError(f"-k {keyword!r} matches none of the {len(ids)} tests in {directory}; "
+                        "list them with `python -m board_tests.onboard.runner --list`")
+    return selected
 
 
 def build_suite_tarball(*, repo: Path = REPO, suite_dir: Path | None = None,
@@ -72,6 +101,24 @@ class SuiteReport:
     upload: dict | None = None
     tree: dict | None = None  # which file tree ran: {"kind": "overlay"|"upload", "lib", "overlay"}
     seconds: float = 0.0
+    expected: list[str] | None = None  # test ids the suite holds (suite_test_ids); None: not known
+
+    def problems(self) -> list[str]:
+        """Why a finished run still does not count as a pass (no false passes)."""
+        found = []
+        if self.summary is not None and not self.results:
+            found.append("no test ran")
+        if self.expected is not None and self.summary is not None:
+            ran = {r.get("nodeid") for r in self.results}
+            missing = [i for i in self.expected if i not in ran]
+            if missing:
+                found.append(f"{len(missing)} of the suite's {len(self.expected)} tests did not run "
+                             f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''})")
+        silent = [r.get("nodeid") for r in self.results if r.get("outcome") == "skipped"
+                  and str(r.get("message") or "").strip() in ("", "Skip", "Skipped")]
+        if silent:
+            found.append(f"{len(silent)} skipped without a reason ({', '.join(map(str, silent[:3]))})")
+        return found
 
     def count(self, outcome: str) -> int:
         return sum(1 for r in self.results if r.get("outcome") == outcome)
@@ -79,7 +126,7 @@ class SuiteReport:
     @property
     def ok(self) -> bool:
         return (self.board_error is None and self.summary is not None
-                and self.count("failed") == 0 and self.count("error") == 0)
+                and self.count("failed") == 0 and self.count("error") == 0 and not self.problems())
 
     def to_json(self) -> dict:
         return {
@@ -89,6 +136,7 @@ class SuiteReport:
             "finished": self.summary is not None, "board_error": self.board_error,
             "info": self.info, "results": self.results, "measures": self.measures,
             "upload": self.upload, "tree": self.tree, "seconds": round(self.seconds, 2),
+            "expected": None if self.expected is None else len(self.expected), "problems": self.problems(),
         }
 
     def summary_text(self) -> str:
@@ -111,6 +159,8 @@ class SuiteReport:
                          f"(backend {m.get('backend')}){note}")
         if self.board_error:
             lines.append(f"BOARD ERROR {self.board_error}")
+        for problem in self.problems():
+            lines.append(f"NOT A PASS: {problem}")
         parts = [f"{self.count(o)} {o if o != 'error' else 'errors'}"
                  for o in ("passed", "failed", "skipped", "error") if self.count(o) or o == "passed"]
         if self.summary is None:

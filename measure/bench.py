@@ -130,6 +130,10 @@ def run_latency_bench(args) -> dict:
     from measure.evaluate import read_eval_text
 
     text_path = Path(args.text) if args.text else DEFAULT_TEXT
+    if getattr(args, "plot", None):
+        from measure.evaluate import check_output_writable
+
+        check_output_writable(args.plot)  # before the run, whose result would be lost
     text, _ = read_eval_text(text_path)
     if not 0 <= args.typo_rate < 0.5:
         raise UserError(f"--typo-rate {args.typo_rate}: use a share between 0 and 0.5")
@@ -170,7 +174,8 @@ def run_latency_bench(args) -> dict:
         report["naive_speedup_mean"] = round(float(np.mean(naive)) / max(float(np.mean(keystroke)), 1e-9), 1)
     report["board_estimate_ms"], report["assumptions"] = board_estimate(bundle, calls, overhead)
     if getattr(args, "plot", None):
-        plot_latency(report, keystroke, model, naive, args.plot)
+        # drawn by `draw_plot()` after the caller printed the results (a failing plot cannot lose them)
+        args.draw_plot = lambda: plot_latency(report, keystroke, model, naive, args.plot)
     return report
 
 

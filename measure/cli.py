@@ -9,6 +9,7 @@ from pathlib import Path
 
 from measure import cli_window
 from measure.ngram import DEFAULT_ORDER
+from runtime.argtypes import float_in, int_in, nonnegative_int, seed_int
 from runtime.cli_suggest import BACKENDS, RANKING_OPTIONS, add_model_args, open_engine
 from runtime.keystroke_core import CORE_NAMES
 from runtime.errors import UserError
@@ -20,14 +21,15 @@ def register(subparsers, groups):
     """Add this package's subcommands; `groups` holds the shared `eval`/`bench`/`board` groups."""
     p = groups["eval"].add_parser("ksr", help="keystroke savings and next-word accuracy (EVALUATION.md)")
     p.add_argument("--text", required=True, metavar="FILE", help="UTF-8 text to type (.txt or .txt.gz)")
-    p.add_argument("--suggestions", type=int, default=3, metavar="K", help="suggestions shown (default 3)")
+    p.add_argument("--suggestions", type=int_in(1, 100), default=3, metavar="K", help="suggestions shown (default 3)")
     add_model_args(p)
     p.add_argument("--plot", metavar="FILE.png", help="KSR and next-word accuracy per text segment")
-    p.add_argument("--segments", type=int, default=10, help="text segments for --plot (default 10)")
-    p.add_argument("--max-chars", type=int, default=0, help="evaluate only the first N characters")
+    p.add_argument("--segments", type=int_in(1, 10000), default=10, help="text segments for --plot (default 10)")
+    p.add_argument("--max-chars", type=nonnegative_int, default=0,
+                   help="evaluate only the first N characters (0: all; reading stops there too)")
     p.add_argument("--baseline-train", metavar="FILE", default=str(DEFAULT_TRAIN),
                    help="training text of the n-gram baseline (default: the model's training split)")
-    p.add_argument("--ngram-order", type=int, default=DEFAULT_ORDER, help=f"Kneser-Ney order (default {DEFAULT_ORDER}, best on valid: docs/corpus.md)")
+    p.add_argument("--ngram-order", type=int_in(1, 9), default=DEFAULT_ORDER, help=f"Kneser-Ney order (default {DEFAULT_ORDER}, best on valid: docs/corpus.md)")
     p.add_argument("--no-baseline", action="store_true", help="skip the n-gram baseline column")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval_ksr)
@@ -35,12 +37,12 @@ def register(subparsers, groups):
     p = groups["bench"].add_parser("latency", help="keystroke latency over a replayed typing session")
     add_model_args(p)
     p.add_argument("--text", metavar="FILE", help="text to type (default: the held-out test split)")
-    p.add_argument("--keystrokes", type=int, default=2000, help="keystrokes to replay (default 2000)")
-    p.add_argument("--typo-rate", type=float, default=0.03, help="share of keys that are typos, "
+    p.add_argument("--keystrokes", type=int_in(1, 10**8), default=2000, help="keystrokes to replay (default 2000)")
+    p.add_argument("--typo-rate", type=float_in(0.0, 0.5), default=0.03, help="share of keys that are typos, "
                    "fixed by backspace (default 0.03)")
-    p.add_argument("--naive-samples", type=int, default=100, help="keystrokes timed for the no-KV-cache "
+    p.add_argument("--naive-samples", type=int_in(1, 10**6), default=100, help="keystrokes timed for the no-KV-cache "
                    "baseline (default 100)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--plot", metavar="FILE.png", help="latency histogram / time series")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench_latency)
@@ -49,7 +51,7 @@ def register(subparsers, groups):
     p.add_argument("--backend", choices=BACKENDS, default="onnx", help="model backend (default onnx)")
     p.add_argument("--bundle", metavar="DIR", help="bundle directory (default: the shipped one)")
     p.add_argument("--text", metavar="FILE", help="text to type (default: the held-out test split)")
-    p.add_argument("--chars", type=int, default=20000, help="characters of the text to type (default 20000)")
+    p.add_argument("--chars", type=int_in(1, 10**7), default=20000, help="characters of the text to type (default 20000)")
     p.add_argument("--core", choices=CORE_NAMES, default="auto",
                    help="keystroke core (default auto: native, else python, said on stderr and in the JSON)")
     p.add_argument("--no-accept", action="store_true", help="type every character (no Alt+N accepts)")
@@ -62,13 +64,14 @@ def register(subparsers, groups):
 
 
 def cmd_eval_ksr(args) -> int:
-    from measure.evaluate import NgramPredictor, evaluate_ksr, load_baseline, plot_ksr, read_eval_text
+    from measure.evaluate import (NgramPredictor, check_output_writable, evaluate_ksr, load_baseline, plot_ksr,
+                                  read_eval_text)
 
     if args.suggestions < 1:
         raise UserError(f"--suggestions {args.suggestions}: need at least 1")
-    text, replaced = read_eval_text(args.text)
-    if args.max_chars > 0:
-        text = text[:args.max_chars]
+    if args.plot:
+        check_output_writable(args.plot)  # before the evaluation, whose result would be lost
+    text, replaced = read_eval_text(args.text, args.max_chars)  # --max-chars bounds the read too
     if replaced:
         print(f"{args.text}: {replaced} invalid UTF-8 sequences replaced by U+FFFD", file=sys.stderr)
     bundle, session = open_engine(args)
@@ -84,13 +87,18 @@ def cmd_eval_ksr(args) -> int:
     if baseline is not None:
         report["baseline"]["train"] = str(args.baseline_train)
         report["baseline"]["order"] = args.ngram_order
-    if args.plot:
-        plot_ksr(report, args.plot)
-        print(f"plot written to {args.plot}", file=sys.stderr)
     if not args.plot:
         report.pop("segments", None)
         if "baseline" in report:
             report["baseline"].pop("segments", None)
+    _print_ksr(args, report)  # results first: a failing plot cannot lose them
+    if args.plot:
+        plot_ksr(report, args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _print_ksr(args, report: dict) -> None:
     if args.json:
         print(json.dumps(report))
     else:
@@ -100,7 +108,6 @@ def cmd_eval_ksr(args) -> int:
         for label, r in rows:
             print(f"{label:22} {r['ksr']:7.4f} {r['top1_next_word']:7.4f} {r['top3_next_word']:7.4f} "
                   f"{r['keystrokes']:8d} {r['chars']:8d}")
-    return 0
 
 
 def cmd_bench_demo(args) -> int:
@@ -119,4 +126,6 @@ def cmd_bench_latency(args) -> int:
         print(json.dumps(report))
     else:
         print(json.dumps(report, indent=2))
+    if getattr(args, "draw_plot", None):
+        args.draw_plot()  # after the results are printed
     return 0

@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from runtime.argtypes import MAX_WINDOW, int_in, int_list, positive_int, seed_int
 from runtime.errors import UserError
 
 from kv_window.policies import DEFAULT_POLICY, POLICIES, POSITION_SCHEMES, policy_class
@@ -23,34 +24,34 @@ def register(subparsers, groups):
     """Add this package's subcommands; `groups` holds the shared `eval`/`bench`/`board` groups."""
     p = groups["eval"].add_parser("window", help="KV window fidelity vs full context (top-1, KL, KSR, step time)")
     p.add_argument("--text", required=True, help="UTF-8 text (or .gz) to evaluate on: held-out prose")
-    p.add_argument("--window", type=int, default=None, help="slots W (default: the model's compiled window)")
+    p.add_argument("--window", type=int_in(2, MAX_WINDOW), default=None, help="slots W (default: the model's compiled window)")
     p.add_argument("--policy", default=DEFAULT_POLICY, choices=POLICIES)
     p.add_argument("--positions", default=None, choices=POSITION_SCHEMES,
                    help="key positions: 'cache' (rank among kept tokens, StreamingLLM) or 'original' "
                         "(token index); default per policy (docs/kv-window.md)")
-    p.add_argument("--sink-tokens", type=int, default=None, help="default per policy (4; fifo 1)")
-    p.add_argument("--evict-batch", type=int, default=None, help="default per policy (16; fifo 1)")
+    p.add_argument("--sink-tokens", type=int_in(0, MAX_WINDOW), default=None, help="default per policy (4; fifo 1)")
+    p.add_argument("--evict-batch", type=int_in(1, MAX_WINDOW), default=None, help="default per policy (16; fifo 1)")
     p.add_argument("--backend", default="numpy", choices=("numpy", "onnx"))
     p.add_argument("--bundle", default=None, help="bundle or model directory (default: the shipped one)")
-    p.add_argument("--random-weights", type=int, default=None, metavar="SEED",
+    p.add_argument("--random-weights", type=seed_int, default=None, metavar="SEED",
                    help="no trained model: random weights (tiny config), tokenizer trained on --text")
-    p.add_argument("--max-chars", type=int, default=20000, help="evaluate the first N characters (default 20000)")
-    p.add_argument("--sweep", default=None, help="comma-separated windows: also run every policy at each")
+    p.add_argument("--max-chars", type=positive_int, default=20000, help="evaluate the first N characters (default 20000)")
+    p.add_argument("--sweep", type=int_list(2, MAX_WINDOW), default=None, help="comma-separated windows: also run every policy at each")
     p.add_argument("--plot", default=None, help="PNG: fidelity vs window size for every policy (implies --sweep)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=run_eval_window)
 
     b = groups["bench"].add_parser("window", help="a long session through the KV window: constant memory and step time?")
     b.add_argument("--text", required=True, help="UTF-8 text (or .gz), repeated until --chars characters")
-    b.add_argument("--chars", type=int, default=100000)
-    b.add_argument("--window", type=int, default=None)
+    b.add_argument("--chars", type=int_in(1, 10**8), default=100000)
+    b.add_argument("--window", type=int_in(2, MAX_WINDOW), default=None)
     b.add_argument("--policy", default=DEFAULT_POLICY, choices=POLICIES)
     b.add_argument("--positions", default=None, choices=POSITION_SCHEMES)
-    b.add_argument("--sink-tokens", type=int, default=None, help="default per policy (4; fifo 1)")
-    b.add_argument("--evict-batch", type=int, default=None, help="default per policy (16; fifo 1)")
+    b.add_argument("--sink-tokens", type=int_in(0, MAX_WINDOW), default=None, help="default per policy (4; fifo 1)")
+    b.add_argument("--evict-batch", type=int_in(1, MAX_WINDOW), default=None, help="default per policy (16; fifo 1)")
     b.add_argument("--backend", default="numpy", choices=("numpy", "onnx"))
     b.add_argument("--bundle", default=None)
-    b.add_argument("--random-weights", type=int, default=None, metavar="SEED",
+    b.add_argument("--random-weights", type=seed_int, default=None, metavar="SEED",
                    help="no trained model: random weights of the default config (timing only)")
     b.add_argument("--no-model", action="store_true",
                    help="time the window alone: prepare_step + commit_step, no backend.run()")
@@ -128,10 +129,12 @@ def _measure(args, text, tokens, tokenizer, weights, cfg, bundle, full, ksr_full
 def run_eval_window(args) -> int:
     from measure.evaluate import read_eval_text
 
+    from measure.evaluate import check_output_writable
     from measure.window_fidelity import full_context_logits, ksr, plot_sweep
 
-    text, _ = read_eval_text(args.text)
-    text = text[: args.max_chars]
+    if args.plot:
+        check_output_writable(args.plot)  # before the sweep, whose result would be lost
+    text, _ = read_eval_text(args.text, args.max_chars)  # --max-chars bounds the read too
     weights, cfg, tokenizer, bundle, model = _load_model(args)
     tokens = tokenizer.encode(text, bos=True)
     window = args.window or cfg.window
@@ -149,7 +152,7 @@ def run_eval_window(args) -> int:
                                    "reference_model math)",
                    "timing_note": "step = prepare_step + backend.run + commit_step on this host, gc paused"})
     if args.plot or args.sweep:
-        windows = [int(w) for w in (args.sweep or "16,32,64,128").split(",")]
+        windows = args.sweep or [16, 32, 64, 128]
         sweep = []
         for w in windows:
             if args.backend == "onnx" and w > cfg.window:
@@ -169,7 +172,6 @@ def run_eval_window(args) -> int:
                 sweep.append(row)
         result["sweep"] = sweep
         if args.plot:
-            plot_sweep(sweep, args.plot, f"KV window fidelity, {Path(args.text).name}, {len(tokens)} tokens, {model}")
             result["plot"] = args.plot
     if args.json:
         print(json.dumps(result))
@@ -177,6 +179,9 @@ def run_eval_window(args) -> int:
         for key in ("window", "policy", "positions", "steps", "top1_agreement", "kl_mean", "ksr_full", "ksr_window",
                     "median_step_ms", "max_step_ms"):
             print(f"{key:16s} {result[key]}")
+    if args.plot:  # results first: a failing plot cannot lose them
+        plot_sweep(result["sweep"], args.plot,
+                   f"KV window fidelity, {Path(args.text).name}, {len(tokens)} tokens, {model}")
     return 0
 
 

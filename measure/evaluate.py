@@ -14,8 +14,11 @@ and casing). Host-side only (matplotlib is imported only for --plot).
 from __future__ import annotations
 
 import gzip
+import os
+import stat
 import sys
 import time
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
@@ -174,25 +177,68 @@ class NgramPredictor:
 
 # -- inputs -----------------------------------------------------------------------------------
 
-def read_eval_text(path: str | Path) -> tuple[str, int]:
-    """(text, replaced_chars): UTF-8 with errors='replace'; refuses empty and binary files."""
+MAX_TEXT_BYTES = 256 << 20  # an evaluation text larger than this is refused (reads are capped)
+
+
+def read_text_bytes(path: str | Path, what: str, max_chars: int = 0, max_bytes: int = MAX_TEXT_BYTES) -> tuple[bytes, bool]:
+    """(bytes, truncated) of a text file or .gz, reading at most what `max_chars` characters can
+    take (4 bytes each in UTF-8) and never more than `max_bytes`. Devices are refused (/dev/zero
+    never ends); pipes are read up to the cap. One-line UserError for anything unreadable."""
     path = Path(path)
+    limit = min(max_bytes, 4 * max_chars + 4) if max_chars > 0 else max_bytes
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as raw_file:
+            mode = os.fstat(raw_file.fileno()).st_mode
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                raise UserError(f"{path}: a device, not a text file ({what}); pass a UTF-8 text file")
+            if path.suffix == ".gz":
+                with gzip.GzipFile(fileobj=raw_file) as file:
+                    data = file.read(limit + 1)
+            else:
+                data = raw_file.read(limit + 1)
+    except IsADirectoryError:
+        raise UserError(f"{path}: a directory, not a text file ({what})") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        raise UserError(f"{path}: not a readable .gz file ({str(error)[:60] or type(error).__name__}); "
+                        f"pass the {what} as .txt or a valid .gz") from None
     except OSError as error:
-        raise UserError(f"{path}: cannot read the evaluation text ({error.strerror})") from None
-    if path.suffix == ".gz":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as error:
-            raise UserError(f"{path}: not a readable .gz file ({error})") from None
+        raise UserError(f"{path}: cannot read the {what} ({error.strerror or error})") from None
+    truncated = len(data) > limit
+    if truncated and max_chars <= 0:
+        raise UserError(f"{path}: larger than {max_bytes >> 20} MiB ({what}); pass --max-chars N or a shorter file")
+    return data[:limit], truncated
+
+
+def read_eval_text(path: str | Path, max_chars: int = 0) -> tuple[str, int]:
+    """(text, replaced_chars): UTF-8 with errors='replace'; refuses empty and binary files.
+
+    `max_chars` > 0 bounds what is read (not only what is evaluated)."""
+    path = Path(path)
+    raw, truncated = read_text_bytes(path, "evaluation text", max_chars)
     if not raw.strip():
         raise UserError(f"{path}: the evaluation text is empty; pass a file of English prose")
     if raw.count(b"\x00") > len(raw) // 1000:
         raise UserError(f"{path}: looks binary (NUL bytes); pass a UTF-8 text file")
     text = raw.decode("utf-8", errors="replace")
+    if truncated:  # a character cut at the byte limit is not a replacement the file holds
+        text = text[:max_chars]
     replaced = text.count("\ufffd") - raw.count("\ufffd".encode())
-    return text.replace("\r\n", "\n"), replaced
+    text = text.replace("\r\n", "\n")
+    return (text[:max_chars] if max_chars > 0 else text), max(replaced, 0)
+
+
+def check_output_writable(path: str | Path, option: str = "--plot") -> None:
+    """Fail before a long run when its output file cannot be written (the result would be lost)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{option} {path}: is a directory; pass a file name")
+    try:
+        import tempfile
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=True).close()
+    except OSError as error:
+        raise UserError(f"{option} {path}: cannot write there ({error.strerror}); pick a writable path") from None
 
 
 def _progress_bar(label: str, stream=sys.stderr) -> Callable[[int, int], None]:
@@ -226,6 +272,10 @@ def load_baseline(train_path: Path, order: int = 4):
     if not train_path.is_file():
         raise UserError(f"{train_path}: the training split is missing (baseline training text); "
                         "run `edgetype corpus build` or pass --baseline-train FILE")
+    sample, _ = read_text_bytes(train_path, "baseline training text", max_chars=1 << 20)
+    if sample.count(b"\x00") > len(sample) // 1000 or not WORD.search(sample.decode("utf-8", "replace")):
+        raise UserError(f"--baseline-train {train_path}: {'empty' if not sample.strip() else 'binary or without words'}; "
+                        "pass English prose (default: the model's training split) or --no-baseline")
     return load_or_train(train_path, order)
 
 

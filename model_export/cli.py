@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from runtime.argtypes import MAX_WINDOW, int_in
+
 REPO = Path(__file__).resolve().parents[1]  # defaults resolve against the checkout, not the cwd
 
 
@@ -61,7 +63,7 @@ def register(subparsers, groups):
     export.add_argument("--chip", required=True, help="cv181x (Duo 256M) or cv180x (Duo); "
                                                       "'none' writes an onnx-only bundle")
     export.add_argument("--quant", default="bf16", help="bf16 or int8")
-    export.add_argument("--window", type=int, default=None, help="KV window W (default: config.json)")
+    export.add_argument("--window", type=int_in(2, MAX_WINDOW), default=None, help="KV window W (default: config.json)")
     export.add_argument("--model", default=str(REPO / "models/default"), help="trained model folder")
     export.add_argument("--corpus", default=str(REPO / "models/corpus"),
                         help="folder with valid.txt.gz (INT8 calibration and golden.json text)")
@@ -76,10 +78,10 @@ def register(subparsers, groups):
 
     verify = subparsers.add_parser("verify", help="compare a bundle's cvimodel (cmodel) with its ONNX step by step")
     verify.add_argument("bundle", nargs="?", default=str(REPO / "models/bundles/cv181x-bf16-w128"))
-    verify.add_argument("--steps", type=int, default=64)
+    verify.add_argument("--steps", type=int_in(1, MAX_WINDOW), default=64)
     verify.add_argument("--typing", metavar="FILE", help="type the text through the engine on the cmodel and "
                         "on the onnx reference; report suggestion_agreement, ksr_cmodel, ksr_reference")
-    verify.add_argument("--chars", type=int, default=2000, help="with --typing: characters of FILE to type")
+    verify.add_argument("--chars", type=int_in(1, 10**8), default=2000, help="with --typing: characters of FILE to type")
     verify.add_argument("--corpus", default=str(REPO / "models/corpus"), help="folder with valid.txt.gz")
     verify.add_argument("--debug", action="store_true",
                         help="name the first compiled tensor that diverges from onnxruntime")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.argtypes import float_in, int_in
 from runtime.errors import UserError
 
 DEFAULT_CORPUS = Path("models/corpus")
@@ -273,13 +274,13 @@ def add_train_arguments(train) -> None:
                        help="folder with train.txt.gz and valid.txt.gz (default models/corpus)")
     train.add_argument("--device", choices=("cpu", "cuda"), default=None,
                        help="torch device (default cpu)")
-    train.add_argument("--steps", type=int, default=None, help="maximum optimizer steps")
-    train.add_argument("--minutes", type=float, default=None, help="time budget of the training loop")
-    train.add_argument("--alibi-max-bias", type=float, default=None,
+    train.add_argument("--steps", type=int_in(1, 10**9), default=None, help="maximum optimizer steps")
+    train.add_argument("--minutes", type=float_in(0.0, 100000.0, low_open=True), default=None, help="time budget of the training loop")
+    train.add_argument("--alibi-max-bias", type=float_in(0.0, 64.0, low_open=True), default=None,
                        help="m of the ALiBi slopes 2^(-m(h+1)/H) (default 4: reach matched to the window; 8: the paper's)")
-    train.add_argument("--vocab-size", type=int, default=None,
+    train.add_argument("--vocab-size", type=int_in(16, 1 << 20), default=None,
                        help="tokens in the word vocabulary, specials and punctuation included (default 8192)")
-    train.add_argument("--dropout", type=float, default=None, help="dropout rate (default 0.1)")
+    train.add_argument("--dropout", type=float_in(0.0, 0.9), default=None, help="dropout rate (default 0.1)")
     train.add_argument("--smoke", action="store_true",
                        help="tiny model on a slice of the corpus, CPU, < 1 minute")
     train.add_argument("--json", action="store_true", help="print one JSON summary on stdout")

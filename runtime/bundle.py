@@ -37,7 +37,6 @@ KNOWN_CHIPS = ("cv180x", "cv181x")
 KNOWN_QUANTS = ("bf16", "int8", "f32")
 # TPU-visible ION carve-out per chip (PLATFORM.md: Duo 16 MiB, Duo 256M / LicheeRV Nano 75 MiB)
 ION_LIMIT_BYTES = {"cv180x": 16 << 20, "cv181x": 75 << 20}
-MAX_WINDOW = 4096  # slots; beyond this a KV window is not a keyboard model's
 MAX_JSON_BYTES = 32 << 20  # manifest, config, tokenizer: reads capped
 REPO_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 MODEL_DIR_FILES = ("config.json", "weights.npz", "tokenizer.json")

@@ -52,8 +52,18 @@ def _module_present(module_name: str) -> bool:
         return False
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (`edgetype: error: ...`, exit 2) like a UserError;
+    `--help` still prints the usage. Sub-parsers inherit the class."""
+
+    def error(self, message: str):
+        command = self.prog[len("edgetype"):].strip() if self.prog.startswith("edgetype") else self.prog
+        where = f"{command}: " if command else ""
+        self.exit(2, f"edgetype: error: {where}{' '.join(message.split())}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="edgetype",
         description="Keyboard autocomplete with a transformer LM on cvitek CV180x/CV181x TPUs.",
     )
@@ -98,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line, file=sys.stderr)
         return 2
     except UserError as error:
-        print(f"edgetype: error: {error}", file=sys.stderr)
+        print(f"edgetype: error: {' '.join(str(error).split())}", file=sys.stderr)  # one line, always
         return 2
     except KeyboardInterrupt:
         print("edgetype: interrupted", file=sys.stderr)

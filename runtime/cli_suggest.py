@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from kv_window.policies import DEFAULT_POLICY, POLICIES
+from runtime.argtypes import float_in, int_in
 from runtime.keystroke_core import CORE_NAMES
 
 BACKENDS = ("onnx", "cmodel", "tpu", "numpy")
@@ -35,7 +36,7 @@ def add_model_args(parser, default_backend: str = "onnx") -> None:
                         help="keystroke core (runtime/keystroke_core.py; default auto: native, else the "
                         "numpy twin with a warning on stderr)")
     for name, metavar, constant, what in RANKING_OPTIONS:
-        parser.add_argument("--" + name.replace("_", "-"), type=float, default=None, metavar=metavar,
+        parser.add_argument("--" + name.replace("_", "-"), type=float_in(0.0, 1e6), default=None, metavar=metavar,
                             help=f"{what} (default runtime/engine.py {constant})")
 
 
@@ -59,7 +60,7 @@ def register(subparsers, groups):
     """Add `suggest`; `groups` holds the shared `eval`/`bench`/`board` groups."""
     p = subparsers.add_parser("suggest", help="print the suggestions after a text")
     p.add_argument("text", help="typed text (the last word may be partial)")
-    p.add_argument("-k", "--suggestions", type=int, default=3)
+    p.add_argument("-k", "--suggestions", type=int_in(1, 100), default=3)
     p.add_argument("--json", action="store_true")
     add_model_args(p)
     p.set_defaults(func=cmd_suggest)
