@@ -29,6 +29,7 @@ import zlib
 from pathlib import Path
 from typing import NamedTuple
 
+from runtime.argtypes import MAX_WINDOW  # slots; beyond this a KV window is not a keyboard model's
 from runtime.errors import UserError
 from tpu_driver.reference_model import ModelConfig, weight_shapes
 
