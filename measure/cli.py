@@ -34,6 +34,15 @@ def register(subparsers, groups):
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval_ksr)
 
+    p = groups["eval"].add_parser("ngram", help="the n-gram baseline alone: perplexity and KSR on the valid split")
+    p.add_argument("--train", default="models/corpus/train.txt.gz")
+    p.add_argument("--valid", default="models/corpus/valid.txt.gz")
+    p.add_argument("--order", type=int, default=DEFAULT_ORDER)
+    p.add_argument("--min-count", type=int, default=2)
+    p.add_argument("--ksr-chars", type=int, default=100_000,
+                   help="characters of --valid typed by the ideal user (0: skip KSR)")
+    p.set_defaults(func=cmd_eval_ngram)
+
     p = groups["bench"].add_parser("latency", help="keystroke latency over a replayed typing session")
     add_model_args(p)
     p.add_argument("--text", metavar="FILE", help="text to type (default: the held-out test split)")
@@ -128,4 +137,41 @@ def cmd_bench_latency(args) -> int:
         print(json.dumps(report, indent=2))
     if getattr(args, "draw_plot", None):
         args.draw_plot()  # after the results are printed
+    return 0
+
+
+def cmd_eval_ngram(args) -> int:
+    """`eval ngram`: train (or load from the cache) the baseline and measure it on a valid split.
+
+    Prints one JSON object: training/loading time, perplexity on --valid, and KSR / next-word
+    accuracy (EVALUATION.md, measure/evaluate.py's ideal user) on its first --ksr-chars chars.
+    """
+    import time
+
+    from measure.evaluate import NgramPredictor, simulate_ideal_user
+    from measure.ngram import iter_corpus_paragraphs, load_or_train, perplexity
+
+    for path in (args.train, args.valid):
+        if not Path(path).is_file():
+            raise UserError(f"{path}: missing; run `edgetype corpus build`")
+    started = time.perf_counter()
+    model = load_or_train(args.train, args.order, args.min_count)
+    report: dict = {"order": model.order, "vocab": model.V, "train": args.train,
+                    "ngrams_per_order": [int(len(level["keys"])) for level in model.levels],
+                    "load_or_train_s": round(time.perf_counter() - started, 1)}
+    started = time.perf_counter()
+    report["valid"] = {**perplexity(model, iter_corpus_paragraphs(args.valid)),
+                       "seconds": round(time.perf_counter() - started, 1)}
+    if args.ksr_chars:
+        paragraphs, size = [], 0
+        for paragraph in iter_corpus_paragraphs(args.valid):
+            paragraphs.append(paragraph)
+            size += len(paragraph) + 2
+            if size >= args.ksr_chars:
+                break
+        text = "\n\n".join(paragraphs) + "\n"
+        started = time.perf_counter()
+        result = simulate_ideal_user(text, NgramPredictor(model), 3)
+        report["ksr"] = {**result.total.metrics(), "seconds": round(time.perf_counter() - started, 1)}
+    print(json.dumps(report))
     return 0

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model_export.verify import VERIFY_PARAGRAPH, cmodel_check, validation_tokens
 from runtime.bundle import ION_LIMIT_BYTES, VOCAB_ORDER_FILE, seal_manifest, sha256_file
 from runtime.errors import UserError
 
@@ -93,7 +94,7 @@ LOG_SOFTMAX_UNSUPPORTED = {
 GOLDEN_STEPS = 48
 EXPORT_CHECK_STEPS = 16  # cmodel vs ONNX steps export runs before it writes a bundle (~0.5 s each)
 CALIBRATION_SAMPLES = 128  # decode-step inputs, from CALIBRATION_SAMPLES // 8 windows of text (32: worse cosine)
-VERIFY_PARAGRAPH = 0  # verify/golden use valid paragraphs from here; calibration from CALIB_FIRST
+# verify/golden use valid paragraphs from VERIFY_PARAGRAPH (model_export/verify.py) on, calibration from here
 CALIBRATION_FIRST_PARAGRAPH = 200
 
 
@@ -246,22 +247,6 @@ def _onnx_nodes(onnx_bytes: bytes):
     import onnx
 
     return onnx.load_from_string(onnx_bytes).graph.node
-
-
-def validation_tokens(tokenizer, corpus_dir: Path, first_paragraph: int, count: int) -> list[int]:
-    """`count` tokens of valid.txt.gz from paragraph `first_paragraph` on, each paragraph with <bos>."""
-    from model_export.train import read_paragraphs
-
-    paragraphs = read_paragraphs(corpus_dir / "valid.txt.gz")
-    tokens: list[int] = []
-    for paragraph in paragraphs[first_paragraph:]:
-        tokens.extend(tokenizer.encode(paragraph, bos=True))
-        if len(tokens) >= count:
-            break
-    if len(tokens) < count:
-        raise UserError(f"{corpus_dir / 'valid.txt.gz'} holds fewer than {count} tokens after paragraph "
-                        f"{first_paragraph}")
-    return tokens[:count]
 
 
 def check_onnx_against_reference(stepper: OnnxStepper, tokens: list[int], atol: float = 1e-3) -> float:
@@ -618,7 +603,6 @@ def export_bundle(model_dir: Path, output: Path, chip: str, quant: str, window: 
         manifest = seal_manifest(manifest)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         if compiled:  # a graph that compiles but computes wrong (PLATFORM.md) must leave no bundle
-            from model_export.verify import cmodel_check
 
             check = cmodel_check(tmp, check_tokens[:EXPORT_CHECK_STEPS])
             _log(f"cmodel == ONNX over {check['steps']} steps: min centred cosine {check['min_cosine']}, "

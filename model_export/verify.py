@@ -41,6 +41,24 @@ import numpy as np
 
 from runtime.errors import UserError
 
+VERIFY_PARAGRAPH = 0  # verify and golden.json use valid paragraphs from here on (export calibrates on later ones)
+
+
+def validation_tokens(tokenizer, corpus_dir: Path, first_paragraph: int, count: int) -> list[int]:
+    """`count` tokens of valid.txt.gz from paragraph `first_paragraph` on, each paragraph with <bos>."""
+    from model_export.train import read_paragraphs
+
+    paragraphs = read_paragraphs(corpus_dir / "valid.txt.gz")
+    tokens: list[int] = []
+    for paragraph in paragraphs[first_paragraph:]:
+        tokens.extend(tokenizer.encode(paragraph, bos=True))
+        if len(tokens) >= count:
+            break
+    if len(tokens) < count:
+        raise UserError(f"{corpus_dir / 'valid.txt.gz'} holds fewer than {count} tokens after paragraph "
+                        f"{first_paragraph}")
+    return tokens[:count]
+
 
 def _log(message: str) -> None:
     print(f"[verify] {message}", file=sys.stderr, flush=True)
@@ -132,7 +150,6 @@ def reference_onnx_with_raw_logits(bundle, folder: Path) -> Path:
 
 
 def verify_bundle(bundle_dir: Path, steps: int, corpus_dir: Path, debug: bool = False) -> dict:
-    from model_export.export import VERIFY_PARAGRAPH, validation_tokens
     from runtime.bundle import load_bundle
     from tpu_driver.reference_model import load_weights
     from tpu_driver.backends import open_backend
