@@ -115,8 +115,20 @@ class NativeCore:
         self._out_val = np.zeros(vocab_size, np.float32)  # (V,) their log-probs
         self._out_pos_ptr, self._out_val_ptr = self._out_pos.ctypes.data, self._out_val.ctypes.data
         self._cap = vocab_size
+        self._iota = np.arange(vocab_size, dtype=np.int64)  # (V,) positions for a span (prefix-contiguous ids)
 
-    def top_prefix(self, log_probs: np.ndarray, ids: np.ndarray, want: int) -> list[tuple[float, int]]:
+    def top_prefix(self, log_probs: np.ndarray, ids: np.ndarray, want: int,
+                   span: tuple[int, int] | None = None) -> list[tuple[float, int]]:
+        if span is not None:  # ids == arange(lo, hi): the C loop reads log_probs[lo:hi] in place
+            lo, hi = span
+            log_probs = _float32_contiguous(log_probs)
+            window = log_probs[lo:hi]  # (m,) view
+            positions = self._iota[: hi - lo]  # (m,) 0..m-1, preallocated
+            n = self._top(window.ctypes.data, positions.ctypes.data, hi - lo, want, self._out_pos_ptr,
+                          self._out_val_ptr, self._cap)
+            if n < 0:
+                raise RuntimeError(f"et_top_prefix: {-n} candidates > capacity {self._cap}")
+            return list(zip(self._out_val[:n].tolist(), (self._out_pos[:n] + lo).tolist()))
         if ids.dtype != np.int64 or not ids.flags.c_contiguous:
             ids = np.ascontiguousarray(ids, dtype=np.int64)  # (only for a caller outside the engine)
         log_probs = _float32_contiguous(log_probs)

@@ -146,3 +146,17 @@ def test_the_riscv64_build_gives_the_same_answers_under_qemu(tmp_path):
                           env={**os.environ, "EDGETYPE_CORE_LIB": str(REPO / "runtime/native/build/x86_64/libedgetype_core.so")})
     assert host.returncode == 0, host.stderr[-2000:]
     assert riscv == json.loads(host.stdout)
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), lo=st.integers(0, V - 1), size=st.integers(1, V), want=st.integers(1, 12))
+def test_top_prefix_on_a_span_is_the_gather_of_that_range(seed, lo, size, want):
+    """Issue #15: a words-sorted bundle passes span=(lo, hi) (ids == arange(lo, hi)): both twins read
+    the slice and give exactly what the gather of those ids gives."""
+    hi = min(V, lo + size)
+    rng = np.random.default_rng(seed)
+    log_probs = (np.round(rng.normal(-8, 3, V) * 2) / 2).astype(np.float32)  # ties included
+    ids = np.arange(lo, hi, dtype=np.int64)
+    want_result = PythonCore(V).top_prefix(log_probs, ids, want)
+    assert PythonCore(V).top_prefix(log_probs, ids, want, span=(lo, hi)) == want_result
+    assert _native().top_prefix(log_probs, ids, want, span=(lo, hi)) == want_result
