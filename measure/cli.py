@@ -20,7 +20,8 @@ DEFAULT_TRAIN = Path(__file__).resolve().parents[1] / "models" / "corpus" / "tra
 def register(subparsers, groups):
     """Add this package's subcommands; `groups` holds the shared `eval`/`bench`/`board` groups."""
     p = groups["eval"].add_parser("ksr", help="keystroke savings and next-word accuracy (EVALUATION.md)")
-    p.add_argument("--text", required=True, metavar="FILE", help="UTF-8 text to type (.txt or .txt.gz)")
+    p.add_argument("--text", required=True, metavar="FILE", help="UTF-8 text to type (.txt or .txt.gz), or a folder of "
+                   "them (e.g. models/corpus/registers: one by_register entry per file)")
     p.add_argument("--suggestions", type=int_in(1, 100), default=3, metavar="K", help="suggestions shown (default 3)")
     add_model_args(p)
     p.add_argument("--plot", metavar="FILE.png", help="KSR and next-word accuracy per text segment")
@@ -73,26 +74,30 @@ def register(subparsers, groups):
 
 
 def cmd_eval_ksr(args) -> int:
-    from measure.evaluate import (NgramPredictor, check_output_writable, evaluate_ksr, load_baseline, plot_ksr,
-                                  read_eval_text)
+    from measure.evaluate import (NgramPredictor, check_output_writable, eval_text_files, evaluate_ksr_registers,
+                                  load_baseline, plot_ksr, read_eval_text)
 
     if args.suggestions < 1:
         raise UserError(f"--suggestions {args.suggestions}: need at least 1")
     if args.plot:
         check_output_writable(args.plot)  # before the evaluation, whose result would be lost
-    text, replaced = read_eval_text(args.text, args.max_chars)  # --max-chars bounds the read too
-    if replaced:
-        print(f"{args.text}: {replaced} invalid UTF-8 sequences replaced by U+FFFD", file=sys.stderr)
+    texts, replaced = [], 0
+    for register, path in eval_text_files(args.text):  # a folder: one text per register file
+        text, replaced_here = read_eval_text(path, args.max_chars)  # --max-chars per file, bounds the read
+        if replaced_here:
+            print(f"{path}: {replaced_here} invalid UTF-8 sequences replaced by U+FFFD", file=sys.stderr)
+        texts.append((register, text))
+        replaced += replaced_here
     bundle, session = open_engine(args)
     with session:
         baseline = None
         if not args.no_baseline:
             baseline = NgramPredictor(load_baseline(Path(args.baseline_train), args.ngram_order))
-        segment_chars = max(1, len(text) // max(args.segments, 1)) if args.plot else 0
-        report = evaluate_ksr(text, session, args.suggestions, baseline, segment_chars)
+        segment_chars = max(1, len(texts[0][1]) // max(args.segments, 1)) if args.plot else 0
+        report = evaluate_ksr_registers(texts, session, args.suggestions, baseline, segment_chars)
     report = {**report, "text": str(args.text), "replaced_chars": replaced,
               **{name: getattr(session, name) for name, *_ in RANKING_OPTIONS},
-              "non_ascii_chars": sum(1 for c in text if ord(c) > 127), "bundle": bundle.describe()}
+              "non_ascii_chars": sum(1 for _, text in texts for c in text if ord(c) > 127), "bundle": bundle.describe()}
     if baseline is not None:
         report["baseline"]["train"] = str(args.baseline_train)
         report["baseline"]["order"] = args.ngram_order
@@ -116,6 +121,9 @@ def _print_ksr(args, report: dict) -> None:
         print(f"{'':22} {'KSR':>7} {'top-1':>7} {'top-3':>7} {'keys':>8} {'chars':>8}")
         for label, r in rows:
             print(f"{label:22} {r['ksr']:7.4f} {r['top1_next_word']:7.4f} {r['top3_next_word']:7.4f} "
+                  f"{r['keystrokes']:8d} {r['chars']:8d}")
+        for register, r in report.get("by_register", {}).items():
+            print(f"{'  ' + register:22} {r['ksr']:7.4f} {r['top1_next_word']:7.4f} {r['top3_next_word']:7.4f} "
                   f"{r['keystrokes']:8d} {r['chars']:8d}")
 
 

@@ -62,13 +62,39 @@ class KsrCounts:
 class KsrResult:
     total: KsrCounts
     segments: list[KsrCounts] = field(default_factory=list)  # per `segment_chars` of text
+    by_word_class: dict[str, KsrCounts] = field(default_factory=dict)  # chars = the words' own
+
+
+WORD_CLASSES = ("vocabulary", "lexicon", "unknown")
+
+
+def tokenizer_word_class(tokenizer) -> Callable[[str], str]:
+    """'vocabulary' (the model's own token), 'lexicon' (the OOV lexicon knows it) or 'unknown';
+    words are looked up lowercased, as the tokenizer does."""
+    def word_class(word: str) -> str:
+        key = word.lower()
+        if key in tokenizer.ids:
+            return "vocabulary"
+        return "lexicon" if tokenizer.lexicon_index(key) >= 0 else "unknown"
+    return word_class
+
+
+def word_class_report(by_class: dict[str, KsrCounts]) -> dict:
+    """`by_word_class`: per class the share of words, and KSR/top-1/top-3 over those words' own
+    characters (separators excluded: they cost one keystroke whatever the class)."""
+    words = sum(c.words for c in by_class.values()) or 1
+    return {name: {"share_of_words": round(by_class[name].words / words, 5),
+                   **by_class[name].metrics()}
+            for name in WORD_CLASSES if name in by_class}
 
 
 def simulate_ideal_user(text: str, predictor: Predictor, k: int = 3, segment_chars: int = 0,
-                        progress: Callable[[int, int], None] | None = None) -> KsrResult:
+                        progress: Callable[[int, int], None] | None = None,
+                        word_class: Callable[[str], str] | None = None) -> KsrResult:
     """Type `text` as the ideal user of EVALUATION.md through `predictor`; count keystrokes.
 
     Separators between words are inserted as one run (same keystroke count: one per character).
+    With `word_class`, each word's own keystrokes and hits are also counted under its class.
     """
     if k < 1:
         raise UserError(f"--suggestions {k}: need at least 1 suggestion")
@@ -77,6 +103,7 @@ def simulate_ideal_user(text: str, predictor: Predictor, k: int = 3, segment_cha
     segment_start = KsrCounts()
     next_segment = segment_chars or len(text) + 1
     shown = max(k, 3)
+    by_class: dict[str, KsrCounts] = {}
     predictor.reset()
     position = 0
     for match in WORD.finditer(text):
@@ -85,6 +112,7 @@ def simulate_ideal_user(text: str, predictor: Predictor, k: int = 3, segment_cha
             total.keystrokes += match.start() - position
         word = match.group()
         total.words += 1
+        keystrokes_before, top1_before, top3_before = total.keystrokes, total.top1_hits, total.top3_hits
         for i in range(len(word)):
             suggestions = predictor.suggest(shown)
             if i == 0:
@@ -95,6 +123,13 @@ def simulate_ideal_user(text: str, predictor: Predictor, k: int = 3, segment_cha
                 predictor.insert(word[i:])  # accepted: one keystroke enters the rest
                 break
             predictor.insert(word[i])
+        if word_class is not None:
+            counts = by_class.setdefault(word_class(word), KsrCounts())
+            counts.words += 1
+            counts.chars += len(word)
+            counts.keystrokes += total.keystrokes - keystrokes_before
+            counts.top1_hits += total.top1_hits - top1_before
+            counts.top3_hits += total.top3_hits - top3_before
         position = match.end()
         if position >= next_segment:
             segment = total.minus(segment_start)
@@ -113,7 +148,7 @@ def simulate_ideal_user(text: str, predictor: Predictor, k: int = 3, segment_cha
         segments.append(segment)
     if progress is not None:
         progress(len(text), len(text))
-    return KsrResult(total, segments)
+    return KsrResult(total, segments, by_class)
 
 
 # -- predictors ---------------------------------------------------------------------------------
@@ -139,9 +174,9 @@ class NgramPredictor:
     same context tokens (words lowercased, punctuation, "\\n"), prefix filter and casing."""
 
     def __init__(self, ngram, max_partial_chars: int = 40, context_tokens: int = 8):
-        from runtime.tokenizer import is_sentence_start
+        from runtime.tokenizer import casing_context
 
-        self._is_sentence_start = is_sentence_start
+        self._casing_context = casing_context
         self.ngram = ngram
         self.max_partial_chars = max_partial_chars
         self.context_tokens = context_tokens
@@ -150,12 +185,12 @@ class NgramPredictor:
     def reset(self) -> None:
         self._context: list[str] = []  # recent context tokens, oldest first
         self._partial = ""  # the trailing partial word
-        self._recent = ""  # the last 64 characters (sentence-start detection)
+        self._recent = ""  # the last 64 characters before the partial word, and the partial (casing)
 
     def insert(self, text: str) -> None:
         from runtime.tokenizer import split_pieces
 
-        self._recent = (self._recent + text)[-64:]
+        self._recent = (self._recent + text)[-(64 + self.max_partial_chars):]
         tail = self._partial + text
         cut = len(tail)
         while cut > 0 and WORD.fullmatch(tail[cut - 1]):
@@ -171,8 +206,8 @@ class NgramPredictor:
         partial = self._partial
         if len(partial) > self.max_partial_chars:
             return []
-        sentence_start = not partial and self._is_sentence_start(self._recent)
-        return self.ngram.suggest_cased(list(self._context), partial, sentence_start, k)
+        casing = self._casing_context(self._recent[:len(self._recent) - len(partial)])
+        return self.ngram.suggest_cased(list(self._context), partial, casing, k)
 
 
 # -- inputs -----------------------------------------------------------------------------------
@@ -281,22 +316,86 @@ def load_baseline(train_path: Path, order: int = 4):
 
 # -- the command ----------------------------------------------------------------------------------
 
+def _word_class_of(session) -> Callable[[str], str] | None:
+    tokenizer = getattr(session, "tokenizer", None)
+    return tokenizer_word_class(tokenizer) if tokenizer is not None else None
+
+
+def _run_report(results: list[KsrResult], **extra) -> dict:
+    """One report over several texts: counts summed, segments of the first text."""
+    total, by_class = KsrCounts(), {}
+    for result in results:
+        total = KsrCounts(*(a + b for a, b in zip(asdict(total).values(), asdict(result.total).values())))
+        for name, counts in result.by_word_class.items():
+            mine = by_class.setdefault(name, KsrCounts())
+            for key, value in asdict(counts).items():
+                setattr(mine, key, getattr(mine, key) + value)
+    report = {**total.metrics(), **extra, "segments": [s.metrics() for s in results[0].segments]}
+    if by_class:
+        report["by_word_class"] = word_class_report(by_class)
+    return report
+
+
 def evaluate_ksr(text: str, session, k: int = 3, baseline=None, segment_chars: int = 0, quiet: bool = False) -> dict:
     """The `eval ksr` JSON object: model metrics, and the baseline's when `baseline` is given."""
+    return evaluate_ksr_registers([("", text)], session, k, baseline, segment_chars, quiet)
+
+
+def evaluate_ksr_registers(texts: list[tuple[str, str]], session, k: int = 3, baseline=None,
+                           segment_chars: int = 0, quiet: bool = False) -> dict:
+    """`evaluate_ksr` over one or more texts, each named by its register ('' for an unnamed text):
+    the totals are over all texts; with named texts, `by_register` holds each one's metrics
+    (KSR, top-1/top-3, model and baseline). The session is reset before each text."""
+    word_class = _word_class_of(session)
     started = time.perf_counter()
     calls_before = session.forward_calls
-    result = simulate_ideal_user(text, SessionPredictor(session), k, segment_chars,
-                                 None if quiet else _progress_bar(session.backend_name))
-    seconds = time.perf_counter() - started
-    report = {**result.total.metrics(), "backend": session.backend_name, "suggestions": k,
-              "forward_calls": session.forward_calls - calls_before, "seconds": round(seconds, 2),
-              "segments": [s.metrics() for s in result.segments]}
+    model = [simulate_ideal_user(text, SessionPredictor(session), k, segment_chars,
+                                 None if quiet else _progress_bar(session.backend_name), word_class)
+             for _, text in texts]
+    report = _run_report(model, backend=session.backend_name, suggestions=k,
+                         forward_calls=session.forward_calls - calls_before,
+                         seconds=round(time.perf_counter() - started, 2))
+    base = []
     if baseline is not None:
         started = time.perf_counter()
-        base = simulate_ideal_user(text, baseline, k, segment_chars, None if quiet else _progress_bar("n-gram"))
-        report["baseline"] = {**base.total.metrics(), "backend": "ngram", "seconds": round(time.perf_counter() - started, 2),
-                              "segments": [s.metrics() for s in base.segments]}
+        base = [simulate_ideal_user(text, baseline, k, segment_chars,
+                                    None if quiet else _progress_bar("n-gram"), word_class)
+                for _, text in texts]
+        report["baseline"] = _run_report(base, backend="ngram",
+                                         seconds=round(time.perf_counter() - started, 2))
+    if any(name for name, _ in texts):
+        report["by_register"] = {}
+        for i, (name, _) in enumerate(texts):
+            entry = {**model[i].total.metrics()}
+            if base:
+                entry["baseline"] = base[i].total.metrics()
+                entry["ratio_to_baseline"] = round(entry["ksr"] / entry["baseline"]["ksr"], 4) \
+                    if entry["baseline"]["ksr"] > 0 else None
+            report["by_register"][name or f"text{i}"] = entry
     return report
+
+
+def register_of(path: str | Path) -> str | None:
+    """The register named by a per-register split file ('valid.technical.txt.gz' -> 'technical',
+    models/corpus/registers/), else None."""
+    name = Path(path).name
+    for suffix in (".txt.gz", ".txt"):
+        if name.endswith(suffix):
+            parts = name[:-len(suffix)].split(".")
+            return parts[1] if len(parts) == 2 and parts[0] in ("train", "valid", "test") else None
+    return None
+
+
+def eval_text_files(path: str | Path) -> list[tuple[str, Path]]:
+    """(register or '', file) to evaluate: a file, or every *.txt / *.txt.gz of a folder (then each
+    is named by its register, or by its file name when it is not a per-register split)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.name.endswith((".txt", ".txt.gz")))
+        if not files:
+            raise UserError(f"{path}: no .txt or .txt.gz files to evaluate in this folder")
+        return [(register_of(f) or f.name.removesuffix(".gz").removesuffix(".txt"), f) for f in files]
+    return [(register_of(path) or "", path)]
 
 
 def plot_ksr(report: dict, path: str | Path) -> None:

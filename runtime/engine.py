@@ -51,7 +51,7 @@ from runtime.ranking import (LEXICON_MIN_PREFIX, LEXICON_WEIGHT, MAX_PARTIAL_CHA
 from runtime.recent_words import RecentWords
 from runtime.session_text import SessionText
 from runtime.token_sync import TokenSync
-from runtime.tokenizer import Tokenizer, is_sentence_start
+from runtime.tokenizer import Tokenizer, casing_context
 from tpu_driver.backends import open_backend
 from tpu_driver.reference_model import ModelConfig, load_weights
 
@@ -200,9 +200,9 @@ class Session:
             result = []
         else:
             partial = text.partial_word
-            # the casing rule uses the sentence start only when nothing is typed yet
-            sentence_start = not partial and is_sentence_start(text.before_partial())
-            result = self.ranker.suggest(self.stepper.current, partial, sentence_start, k)
+            # the casing mode follows the text before the partial word (runtime.tokenizer.casing_context)
+            casing = casing_context(text.before_partial())
+            result = self.ranker.suggest(self.stepper.current, partial, casing, k)
         self._last_suggestions = result
         self.last_latency_ms = self._event_ms + (time.perf_counter() - started) * 1e3
         return result

@@ -70,20 +70,54 @@ def completes(suggestion: str, typed_prefix: str) -> bool:
     return len(suggestion) > len(typed_prefix)
 
 
-def apply_casing(word: str, typed_prefix: str, sentence_start: bool, usual_form: str | None = None) -> str:
+# Casing of the next word from the text before it (casing_context): one of these modes.
+CASING_PLAIN, CASING_SENTENCE, CASING_TITLE, CASING_UPPER = "plain", "sentence", "title", "upper"
+_OPENING_QUOTE = re.compile(r'(^|[,:;]\s+|\n\s*|[.!?]\s+|\(\s*)"\Z')  # 'he said, "' -> capital
+_CASED_WORDS = re.compile(r"[A-Za-z][A-Za-z']*")
+_TITLE_RUN = re.compile(r"(?:^|[^A-Za-z0-9'.!?\n]\s*)((?:[A-Z][a-z']+ ){3,})\Z")  # 3+ Capitalised words, one space each
+
+
+def casing_context(text_before: str) -> str:
+    """How to case the next word, from the text before it (the partial word excluded):
+    - CASING_UPPER after two ALL-CAPS words of 2+ letters ("PLEASE READ " -> "THIS");
+    - CASING_SENTENCE at a sentence start (is_sentence_start) or after an opening double quote
+      ('he said, "' -> "Come");
+    - CASING_TITLE inside a title-case run of 3+ capitalised words mid-sentence ("the Project
+      Gutenberg Literary " -> "Archive");
+    - CASING_PLAIN otherwise (the word's usual form)."""
+    tail = text_before[-64:]
+    words = _CASED_WORDS.findall(tail)
+    if len(words) >= 2 and all(len(w) >= 2 and w.isupper() for w in words[-2:]) \
+            and not tail.endswith("\n"):
+        return CASING_UPPER
+    if is_sentence_start(tail) or _OPENING_QUOTE.search(tail):
+        return CASING_SENTENCE
+    if tail.endswith(" ") and _TITLE_RUN.search(tail):
+        return CASING_TITLE
+    return CASING_PLAIN
+
+
+def apply_casing(word: str, typed_prefix: str, sentence_start: bool | str,
+                 usual_form: str | None = None) -> str:
     """The surface form to suggest for lowercase vocabulary `word` after `typed_prefix` was typed.
 
+    `sentence_start` is a casing_context mode (True / False mean CASING_SENTENCE / CASING_PLAIN).
     The result always starts with `typed_prefix` exactly (suggestions are completions). An
-    all-caps prefix of 2+ letters gives an all-caps word; otherwise the rest follows the word's
-    usual form in the training text, capitalised at a sentence start.
+    all-caps prefix of 2+ letters, or any all-caps prefix in CASING_UPPER, gives an all-caps word;
+    otherwise the rest follows the word's usual form in the training text. With nothing typed:
+    CASING_UPPER gives ALL CAPS, CASING_SENTENCE and CASING_TITLE a capital first letter.
     """
+    mode = (CASING_SENTENCE if sentence_start else CASING_PLAIN) if isinstance(sentence_start, bool) \
+        else sentence_start
     form = usual_form or word
     if typed_prefix:
         letters = [c for c in typed_prefix if c.isalpha()]
-        if len(letters) >= 2 and all(c.isupper() for c in letters):
+        if letters and all(c.isupper() for c in letters) and (len(letters) >= 2 or mode == CASING_UPPER):
             return typed_prefix + form[len(typed_prefix):].upper()
         return typed_prefix + form[len(typed_prefix):]
-    if sentence_start and form[:1].islower():
+    if mode == CASING_UPPER:
+        return form.upper()
+    if mode in (CASING_SENTENCE, CASING_TITLE) and form[:1].islower():
         return form[:1].upper() + form[1:]
     return form
 
