@@ -105,7 +105,7 @@ def test_ngram_predictor_context_prefix_and_casing():
     predictor.reset()
     assert predictor.suggest(3)[0] == "The"  # sentence start capitalises
     predictor.insert("the cat ")
-    assert predictor.suggest(1) == ["sat"] and seen[-1] == (("the", "cat"), "", False)
+    assert predictor.suggest(1) == ["sat"] and seen[-1] == (("the", "cat"), "", "plain")  # casing_context mode
     predictor.insert("sat in l")
     assert predictor.suggest(3) == ["london"] and seen[-1][:2] == (("the", "cat", "sat", "in"), "l")
     predictor.insert("ondon.")
