@@ -151,10 +151,11 @@ def board_python(image: str | None, python: str | None = None,
         for name in packages:
             for entry in _host_site_entries(name):
                 (site / entry.name).symlink_to(entry)
-    elif packages:  # another Python: wheels for it from PyPI, with its own pip
+    elif packages:  # another Python: from PyPI with its own pip (wheels; python-evdev has none:
+        # built from its sdist against this machine's linux/input.h)
         wanted = [PYPI_NAMES[name] for name in packages]
         result = subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-compile",
-                                 "--disable-pip-version-check", "--only-binary=:all:",
+                                 "--disable-pip-version-check", "--prefer-binary",
                                  "--target", str(site), *wanted],
                                 capture_output=True, text=True, timeout=900)
         if result.returncode != 0:

@@ -173,8 +173,11 @@ class SimulatedBoard:
         (s / "mnt/system/ko/cv180x_tpu.ko").touch()  # never loaded: the cmodel needs no module
         from board_tests import overlay_root
 
-        python = overlay_root.find_python(self.python_version) if self.python_version else None
-        self.board_python = overlay_root.board_python(self.image, python)
+        try:
+            python = overlay_root.find_python(self.python_version) if self.python_version else None
+            self.board_python = overlay_root.board_python(self.image, python)
+        except (FileNotFoundError, RuntimeError) as error:
+            raise UserError(f"sim://: cannot make the {self.image} image's python3: {error}") from None
         if self.install_overlay:  # what `edgetype board deploy` / `tar -xzf -C /` puts there
             self.overlay = overlay_root.build_root(s, board=self.board, image=self.image)
         if self.bundle:

@@ -117,3 +117,17 @@ def test_every_board_module_imports_under_python39(python39, root39):
     assert result.returncode == 0, result.stderr[-2000:]
     bad = json.loads(result.stdout.strip().splitlines()[-1])
     assert not bad, bad
+
+
+def test_board_test_on_a_simulated_board_whose_python_is_39(python39, root39, capsys):
+    """`board test --port sim://?python=3.9`: the harness end to end, the installed overlay run by
+    a 3.9 python3 with the debian image's packages (python-evdev built from its sdist, once)."""
+    from runtime import cli
+
+    _, bundle = root39
+    code = cli.main(["board", "test", "--port", "sim://?python=3.9", "--bundle", str(bundle),
+                     "--backend", "numpy", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["ok"], report["board_error"] or report["results"]
+    assert report["info"]["python"].startswith("3.9.") and report["tree"]["kind"] == "overlay"
+    assert report["passed"] >= 5
