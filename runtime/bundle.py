@@ -178,10 +178,15 @@ def check_weights_file(path: Path, config: ModelConfig) -> None:
                 if name not in members:
                     raise BundleError(f"{path}: no array {name!r} (config.json wants {shape}); the weights "
                                       "belong to another model, retrain or rebuild the bundle")
-                with archive.open(members[name]) as member:
-                    version = np.lib.format.read_magic(member)
-                    header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                              else np.lib.format.read_array_header_2_0)(member)
+                try:
+                    with archive.open(members[name]) as member:
+                        version = np.lib.format.read_magic(member)
+                        header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                  else np.lib.format.read_array_header_2_0)(member)
+                except Exception as error:  # noqa: BLE001 - numpy parses the untrusted header with
+                    # tokenize/literal_eval: TokenError, SyntaxError, MemoryError... all mean "corrupt"
+                    raise BundleError(f"{path}: array {name!r} has a corrupt .npy header "
+                                      f"({type(error).__name__}); copy it again or rebuild the bundle") from None
                 got_shape, _, dtype = header
                 if tuple(got_shape) != shape or dtype.kind != "f":
                     raise BundleError(f"{path}: array {name!r} is {dtype} {tuple(got_shape)}, config.json wants "
@@ -307,23 +312,22 @@ class Bundle:
         where = self.dir / "manifest.json"
         if name != VOCAB_ORDER_FILE or name not in (self.manifest.get("files") or {}):
             raise BundleError(f"{where}: vocab_order does not name {VOCAB_ORDER_FILE} among its files; re-export")
-        try:
-            data = json.loads(bundle_file(self.dir, name, "vocabulary order map").read_text(encoding="utf-8"))
-        except ValueError as error:
-            raise BundleError(f"{self.dir / name}: not valid JSON ({str(error)[:80]}); re-export the bundle") from None
+        data = read_json_capped(bundle_file(self.dir, name, "vocabulary order map"), "vocabulary order map")
         data = data if isinstance(data, dict) else {}
         order = data.get("order")
         V = tokenizer.vocab_size
         problems = []
         if data.get("tokenizer_id") != tokenizer.tokenizer_id:
-            problems.append(f"its tokenizer_id {data.get('tokenizer_id')} is not tokenizer.json's "
+            problems.append(f"its tokenizer_id {str(data.get('tokenizer_id'))[:20]} is not tokenizer.json's "
                             f"{tokenizer.tokenizer_id}")
-        if not isinstance(order, list) or sorted(order) != list(range(V)):
+        if (not isinstance(order, list) or not all(_is_int(i) for i in order)
+                or sorted(order) != list(range(V))):
             problems.append(f"its order is not a permutation of the {V} token ids")
         span = tokenizer.prefix_id_range("")
-        if span is None or list(span) != list(data.get("word_ids") or []) or \
-                list(span) != list(declared.get("word_ids") or []):
-            problems.append(f"tokenizer.json's words are not the sorted id range {data.get('word_ids')} it declares")
+        declared_ids, map_ids = declared.get("word_ids"), data.get("word_ids")
+        if (span is None or not isinstance(declared_ids, list) or not isinstance(map_ids, list)
+                or list(span) != map_ids or list(span) != declared_ids):
+            problems.append(f"tokenizer.json's words are not the sorted id range {str(map_ids)[:40]} it declares")
         if problems:
             raise BundleError(f"{self.dir / name}: does not match the bundle's tokenizer ({'; '.join(problems)}); "
                               "re-export the bundle")

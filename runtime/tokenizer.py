@@ -322,4 +322,7 @@ class Tokenizer:
                 or not all(isinstance(w, str) for w in words)
                 or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)):
             raise ValueError(f"{path}: key 'lexicon' must hold 'words' (strings) and as many 'counts' (integers >= 0)")
-        return cls(tokens, casing, dict(zip(words, counts)))
+        try:
+            return cls(tokens, casing, dict(zip(words, counts)))
+        except ValueError as error:  # specials missing, duplicate tokens: name the file
+            raise ValueError(f"{path}: {error}") from None
