@@ -4,7 +4,7 @@ The numpy oracle is `tpu_driver/reference_model.py` (one decode step with a K/V 
 runs the same network over a whole sequence at once with a causal ALiBi bias, which is what
 training needs. `tests/test_model_twin.py` checks that both give the same logits.
 
-Architecture (docs/design.md): word-level, pre-LayerNorm, ALiBi (slope_h = 2^(-8(h+1)/H)), no
+Architecture (docs/design.md): word-level, pre-LayerNorm, ALiBi (slope_h = 2^(-m(h+1)/H), m = alibi_max_bias), no
 biases in the attention projections, FFN with biases and tanh-form GELU (as the numpy reference),
 final LayerNorm, output head tied to the embedding. Weights leave this module as a float32 dict named as the numpy reference expects
 (`to_numpy_weights`), and come back with `from_numpy_weights`.
@@ -12,46 +12,21 @@ final LayerNorm, output head tied to the embedding. Weights leave this module as
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tpu_driver.decode_step import LN_EPS, ModelConfig
 from tpu_driver.reference_model import alibi_slopes
 
-LAYERNORM_EPS = 1e-5
+LAYERNORM_EPS = LN_EPS
 
 
-@dataclass(frozen=True)
-class ModelShape:
-    """The shape half of config.json (tpu_driver.reference_model.ModelConfig holds the same keys)."""
-
-    vocab_size: int = 8192
-    d_model: int = 256
-    n_layers: int = 4
-    n_heads: int = 4
-    d_ff: int = 1024
-    window: int = 128
-    alibi_max_bias: float = 8.0  # tpu_driver.reference_model.alibi_slopes(n_heads, alibi_max_bias)
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_heads
-
-    def to_json(self) -> dict:
-        data = asdict(self)
-        data["head_dim"] = self.head_dim
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict) -> "ModelShape":
-        return cls(**{k: int(data[k]) for k in ("vocab_size", "d_model", "n_layers", "n_heads",
-                                                 "d_ff", "window")},
-                   alibi_max_bias=float(data.get("alibi_max_bias", 8.0)))
-
-
+# The network's shape is the decode step's config (tpu_driver/decode_step.py): one set of keys
+# and defaults for training, export and the runtime.
+ModelShape = ModelConfig
 
 
 # One place that knows the weight names of tpu_driver/reference_model.py.

@@ -28,6 +28,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from model_export.model import LAYERNORM_EPS, ModelShape, weight_name
+from tpu_driver import decode_step as step
 from tpu_driver.reference_model import alibi_slopes
 
 OPSET = 17  # LayerNormalization is an opset-17 op; tpu-mlir's converter reads it directly
@@ -38,28 +39,17 @@ ATTENTION_FORM = "self-split"  # no K/V window copy on the TPU (module docstring
 
 def kv_cache_input_positions(shape: ModelShape) -> list[int]:
     """1-based positions of the k_cache_*/v_cache_* inputs in graph order (model_deploy --quant_input_list)."""
-    return [i + 1 for i, (name, _) in enumerate(input_specs(shape, 1)) if name.startswith(("k_cache_", "v_cache_"))]
+    return step.kv_cache_input_positions(shape)
 
 
 def input_specs(shape: ModelShape, window: int) -> list[tuple[str, list[int]]]:
-    """Decode-step inputs (name, shape), all float32, in graph order."""
-    h, hd = shape.n_heads, shape.head_dim
-    specs = [("x", [1, 1, shape.d_model]), ("mask", [1, 1, 1, window]),
-             ("dist", [1, 1, 1, window])]
-    for layer in range(shape.n_layers):
-        specs.append((f"k_cache_{layer}", [1, h, hd, window]))
-        specs.append((f"v_cache_{layer}", [1, h, window, hd]))
-    return specs
+    """Decode-step inputs (name, shape), all float32, in graph order (tpu_driver/decode_step.py)."""
+    return [(spec.name, list(spec.shape)) for spec in step.input_specs(shape, window)]
 
 
 def output_specs(shape: ModelShape) -> list[tuple[str, list[int]]]:
-    """Decode-step outputs (name, shape), all float32, in graph order."""
-    h, hd = shape.n_heads, shape.head_dim
-    specs = [("logits", [1, shape.vocab_size])]
-    for layer in range(shape.n_layers):
-        specs.append((f"k_new_{layer}", [1, h, hd, 1]))
-        specs.append((f"v_new_{layer}", [1, h, 1, hd]))
-    return specs
+    """Decode-step outputs (name, shape), all float32, in graph order (tpu_driver/decode_step.py)."""
+    return [(spec.name, list(spec.shape)) for spec in step.output_specs(shape)]
 
 
 class _GraphBuilder:
@@ -104,9 +94,9 @@ def build_decode_step(weights: dict[str, np.ndarray], shape: ModelShape, window:
     # cv18xx broadcasts only the right operand of a binary op (TgBroadcastKernel), so dist is
     # first repeated over the heads and the mask comes last.
     neg_slopes = g.const("alibi_neg_slopes", -alibi_slopes(h, shape.alibi_max_bias).reshape(1, h, 1, 1))
-    dist_heads = g.op("Concat", ["dist"] * h, "dist_heads", axis=1)  # [1,H,1,W]
+    dist_heads = g.op("Concat", [step.DIST] * h, "dist_heads", axis=1)  # [1,H,1,W]
     alibi = g.op("Mul", [dist_heads, neg_slopes], "alibi_bias")  # [1,H,1,W]
-    slot_bias = g.op("Add", [alibi, "mask"], "slot_bias")  # [1,H,1,W]
+    slot_bias = g.op("Add", [alibi, step.MASK], "slot_bias")  # [1,H,1,W]
     self_bias = g.const("self_bias", np.zeros((1, h, 1, 1), np.float32))
     attn_bias = g.op("Concat", [slot_bias, self_bias], "attn_bias", axis=3)  # [1,H,1,W+1]
 
@@ -116,7 +106,7 @@ def build_decode_step(weights: dict[str, np.ndarray], shape: ModelShape, window:
     gelu_c = g.const("gelu_c", np.array(math.sqrt(2.0 / math.pi), np.float32))
     gelu_c3 = g.const("gelu_c3", np.array(0.044715, np.float32))
 
-    x = "x"  # [1,1,D]
+    x = step.X  # [1,1,D]
     for l in range(n_layers):  # noqa: E741
         w = lambda what: f32(weight_name(l, what))  # noqa: E731, B023
         p = f"l{l}_"
@@ -126,11 +116,11 @@ def build_decode_step(weights: dict[str, np.ndarray], shape: ModelShape, window:
         q = g.op("MatMul", [xn, g.const(p + "wq", w("attn.wq"))], p + "q_flat")  # [1,1,D]
         q = g.op("Reshape", [q, shape_q], p + "q")  # [1,H,1,hd], no Transpose (PLATFORM.md)
         k = g.op("MatMul", [xn, g.const(p + "wk", w("attn.wk"))], p + "k_flat")
-        k_new = g.op("Reshape", [k, shape_k], f"k_new_{l}")  # [1,H,hd,1]
+        k_new = g.op("Reshape", [k, shape_k], step.k_new(l))  # [1,H,hd,1]
         v = g.op("MatMul", [xn, g.const(p + "wv", w("attn.wv"))], p + "v_flat")
-        v_new = g.op("Reshape", [v, shape_v], f"v_new_{l}")  # [1,H,1,hd]
+        v_new = g.op("Reshape", [v, shape_v], step.v_new(l))  # [1,H,1,hd]
         # self-split attention (module docstring): the caches are read, never copied
-        scores_cache = g.op("MatMul", [q, f"k_cache_{l}"], p + "scores_cache")  # [1,H,1,W]
+        scores_cache = g.op("MatMul", [q, step.k_cache(l)], p + "scores_cache")  # [1,H,1,W]
         score_self = g.op("MatMul", [q, k_new], p + "score_self")  # [1,H,1,1]
         scores = g.op("Concat", [scores_cache, score_self], p + "scores_raw", axis=3)  # [1,H,1,W+1]
         scores = g.op("Mul", [scores, inv_sqrt_hd], p + "scores_scaled")
@@ -138,7 +128,7 @@ def build_decode_step(weights: dict[str, np.ndarray], shape: ModelShape, window:
         probs = g.op("Softmax", [scores], p + "probs", axis=-1)  # [1,H,1,W+1]
         probs_cache = g.op("Slice", [probs, slice_0, slice_w, slice_axis], p + "probs_cache")  # [1,H,1,W]
         prob_self = g.op("Slice", [probs, slice_w, slice_w1, slice_axis], p + "prob_self")  # [1,H,1,1]
-        ctx_cache = g.op("MatMul", [probs_cache, f"v_cache_{l}"], p + "ctx_cache")  # [1,H,1,hd]
+        ctx_cache = g.op("MatMul", [probs_cache, step.v_cache(l)], p + "ctx_cache")  # [1,H,1,hd]
         ctx_self = g.op("Mul", [v_new, prob_self], p + "ctx_self")  # [1,H,1,hd]; the right operand broadcasts
         ctx = g.op("Add", [ctx_cache, ctx_self], p + "ctx")  # [1,H,1,hd]
         ctx = g.op("Reshape", [ctx, shape_x], p + "ctx_flat")  # [1,1,D]
@@ -167,9 +157,9 @@ def build_decode_step(weights: dict[str, np.ndarray], shape: ModelShape, window:
     shape_logits = g.const("shape_logits", np.array([1, shape.vocab_size], np.int64))
     if log_probs:  # log-softmax on the TPU (lookup-table exp/log on cv18xx; tests/sim checks it)
         logits = g.op("Reshape", [logits, shape_logits], "logits_raw")  # [1,V]
-        g.op("LogSoftmax", [logits], "logits", axis=-1)  # [1,V] log-probabilities
+        g.op("LogSoftmax", [logits], step.LOGITS, axis=-1)  # [1,V] log-probabilities
     else:
-        g.op("Reshape", [logits, shape_logits], "logits")
+        g.op("Reshape", [logits, shape_logits], step.LOGITS)
 
     inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
               for n, s in input_specs(shape, window)]

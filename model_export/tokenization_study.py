@@ -15,6 +15,7 @@ Run: `python -m model_export.tokenization_study --word-model DIR --char-model DI
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -99,7 +100,7 @@ def train_char_model(corpus_dir: Path, out_dir: Path, minutes: float, device_nam
     (out_dir / "char_vocab.json").write_text(json.dumps(vocab.chars))
     log = {"steps": step, "seconds": round(time.monotonic() - started, 1), "seq_len": seq_len,
            "valid_loss_per_char": round(valid_loss, 4), "bits_per_char": round(valid_loss / math.log(2), 4),
-           "shape": shape.to_json()}
+           "shape": {**dataclasses.asdict(shape), "head_dim": shape.head_dim}}
     (out_dir / "training_log.json").write_text(json.dumps(log, indent=2))
     _log(f"char model: {log}")
     return log
@@ -313,7 +314,7 @@ def main(argv=None) -> int:
     chars = json.loads((Path(args.char_model) / "char_vocab.json").read_text())
     char_log = json.loads((Path(args.char_model) / "training_log.json").read_text())
     vocab = CharVocab(chars[2:])
-    char_shape = ModelShape.from_json(char_log["shape"])
+    char_shape = ModelShape.from_dict(char_log["shape"])
     char = WordLM(char_shape)
     with np.load(Path(args.char_model) / "weights.npz") as archive:
         char.load_numpy_weights({k: archive[k] for k in archive.files})

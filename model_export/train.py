@@ -28,6 +28,7 @@ import numpy as np
 
 from runtime.argtypes import float_in, int_in
 from runtime.errors import UserError
+from tpu_driver.decode_step import DEFAULT_ALIBI_MAX_BIAS
 
 DEFAULT_CORPUS = Path("models/corpus")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
@@ -41,7 +42,7 @@ class TrainSettings:
     n_heads: int = 4
     d_ff: int = 1024
     window: int = 128  # W of the compiled decode step; training sequences are W tokens long
-    alibi_max_bias: float = 4.0  # ALiBi slopes 1/2..1/16 for H=4: the model's reach matches W (docs/kv-window.md)
+    alibi_max_bias: float = DEFAULT_ALIBI_MAX_BIAS  # 4: slopes 1/2..1/16 for H=4, reach matches W (docs/kv-window.md)
     seq_len: int = 128
     batch_size: int = 128
     steps: int = 30000

@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 from runtime.argtypes import MAX_WINDOW  # slots; beyond this a KV window is not a keyboard model's
 from runtime.errors import UserError
+from tpu_driver import decode_step
 from tpu_driver.reference_model import ModelConfig, weight_shapes
 
 SUPPORTED_FORMAT_VERSION = 2  # 2: `bundle_id` covers the manifest (1 had none: migrate, see seal_manifest)
@@ -145,7 +146,7 @@ def validate_config(data: dict, where, chip: str | None = None) -> ModelConfig:
         if not _is_int(value) or not low <= value <= high:
             raise BundleError(f"{where}: {name} must be an integer in [{low}, {high}], got {str(value)[:40]}; "
                               "fix config.json or rebuild the bundle")
-    bias = data.get("alibi_max_bias", 8.0)
+    bias = data.get("alibi_max_bias", ModelConfig.alibi_max_bias)
     if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not 0 < bias <= 64:
         raise BundleError(f"{where}: alibi_max_bias must be a number in (0, 64], got {str(bias)[:40]}; "
                           "fix config.json")
@@ -449,11 +450,7 @@ def _check_manifest(directory: Path, manifest: dict, config: ModelConfig, verify
             if getattr(config, key, value) != value:
                 raise BundleError(f"{where}: config.{key} {str(value)[:20]} but config.json says "
                                   f"{getattr(config, key)}; config and manifest disagree, rebuild the bundle")
-    D, H, hd, W, V = config.d_model, config.n_heads, config.head_dim, config.window, config.vocab_size
-    expected = {"x": [1, 1, D], "mask": [1, 1, 1, W], "dist": [1, 1, 1, W], "logits": [1, V]}
-    for l in range(config.n_layers):
-        expected.update({f"k_cache_{l}": [1, H, hd, W], f"v_cache_{l}": [1, H, W, hd],
-                         f"k_new_{l}": [1, H, hd, 1], f"v_new_{l}": [1, H, 1, hd]})
+    expected = {spec.name: list(spec.shape) for spec in (*decode_step.input_specs(config), *decode_step.output_specs(config))}
     seen = set()
     for section in ("inputs", "outputs"):
         for spec in manifest[section]:

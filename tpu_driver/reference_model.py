@@ -15,49 +15,16 @@ Weights (`weights.npz`, float32; linear layers are stored [in, out] so that `y =
 """
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-LN_EPS = 1e-5
-MASK_EMPTY = -10000.0  # additive mask value of an empty slot (finite: bf16 and LUT-friendly)
+# the config, MASK_EMPTY and LN_EPS are the decode step's contract (re-exported here for the math below)
+from tpu_driver.decode_step import DEFAULT_ALIBI_MAX_BIAS, LN_EPS, MASK_EMPTY, ModelConfig  # noqa: F401
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    vocab_size: int = 8192
-    d_model: int = 256
-    n_layers: int = 4
-    n_heads: int = 4
-    d_ff: int = 1024
-    window: int = 128  # W: key/value slots of a compiled decode step
-    alibi_max_bias: float = 8.0  # m of alibi_slopes (8: the ALiBi paper's; smaller = steeper, shorter reach)
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_heads
-
-    def __post_init__(self):
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}")
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "ModelConfig":
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "ModelConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
-
-def alibi_slopes(n_heads: int, max_bias: float = 8.0) -> np.ndarray:
+def alibi_slopes(n_heads: int, max_bias: float = DEFAULT_ALIBI_MAX_BIAS) -> np.ndarray:
     """(H,) float32: slope_h = 2^(-m(h+1)/H) with m = max_bias, the ALiBi bias per unit of key distance.
 
     m = 8 is the ALiBi paper's choice (H=4: 1/4 .. 1/256, the gentlest head still sees ~256

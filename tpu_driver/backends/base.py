@@ -19,17 +19,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 import numpy as np
 
+from tpu_driver.decode_step import TensorSpec  # noqa: F401 - the backend interface's tensor description
 from tpu_driver.errors import UserError
-
-
-class TensorSpec(NamedTuple):
-    name: str
-    shape: tuple
-    dtype: str  # what write()/read() take and give: "float32" for every model tensor
 
 
 class TensorIO(Protocol):

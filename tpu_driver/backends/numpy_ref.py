@@ -16,23 +16,13 @@ import numpy as np
 
 from tpu_driver.errors import UserError
 from tpu_driver.reference_model import LN_EPS, ModelConfig, alibi_slopes, check_weights, load_weights
+from tpu_driver import decode_step
 from tpu_driver.backends.base import ArrayTensor, Availability, BackendBase, TensorSpec
 
 
 def decode_step_specs(cfg: ModelConfig) -> tuple[dict, dict]:
-    """(inputs, outputs): name -> TensorSpec of the decode-step graph (docs/design.md)."""
-    D, H, hd, W, V = cfg.d_model, cfg.n_heads, cfg.head_dim, cfg.window, cfg.vocab_size
-    inputs = {"x": TensorSpec("x", (1, 1, D), "float32"),
-              "mask": TensorSpec("mask", (1, 1, 1, W), "float32"),
-              "dist": TensorSpec("dist", (1, 1, 1, W), "float32")}
-    outputs = {"logits": TensorSpec("logits", (1, V), "float32")}
-    for l in range(cfg.n_layers):
-        inputs[f"k_cache_{l}"] = TensorSpec(f"k_cache_{l}", (1, H, hd, W), "float32")
-        inputs[f"v_cache_{l}"] = TensorSpec(f"v_cache_{l}", (1, H, W, hd), "float32")
-    for l in range(cfg.n_layers):
-        outputs[f"k_new_{l}"] = TensorSpec(f"k_new_{l}", (1, H, hd, 1), "float32")
-        outputs[f"v_new_{l}"] = TensorSpec(f"v_new_{l}", (1, H, 1, hd), "float32")
-    return inputs, outputs
+    """(inputs, outputs): name -> TensorSpec of the decode-step graph (tpu_driver/decode_step.py)."""
+    return decode_step.io_specs(cfg)
 
 
 class NumpyBackend(BackendBase):
