@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -197,18 +198,35 @@ def test_init_script_check_and_usb_host_switch(tmp_path, board_sh):
     assert os.readlink(tmp_path / "usb.sh") == str(tmp_path / "usb-host.sh")
 
 
-def supervise_for(board_sh, env: dict, seconds: float) -> tuple[int, str]:
-    """Run the supervisor, TERM it after `seconds`; (exit code, everything it printed)."""
-    supervisor = subprocess.Popen([*board_sh, str(INIT_SCRIPT), "run"], env=env,
+def supervise_for(board_sh, env: dict, seconds: float, until: str | None = None,
+                  script: Path = INIT_SCRIPT) -> tuple[int, str]:
+    """Run the supervisor, TERM it after `seconds` (or, with `until`, that long after `until`
+    appeared, 60 s at most); (exit code, everything it printed)."""
+    import threading
+
+    supervisor = subprocess.Popen([*board_sh, str(script), "run"], env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, seen = [], threading.Event()
+
+    def collect():
+        for line in supervisor.stdout:
+            lines.append(line)
+            if until and until in line:
+                seen.set()
+
+    reader = threading.Thread(target=collect, daemon=True)
+    reader.start()
     try:
+        if until:
+            seen.wait(60)
         time.sleep(seconds)
         supervisor.send_signal(signal.SIGTERM)
-        output, _ = supervisor.communicate(timeout=15)
+        supervisor.wait(timeout=15)
+        reader.join(timeout=5)
+        return supervisor.returncode, "".join(lines)
     finally:
         if supervisor.poll() is None:
             supervisor.kill()
-    return supervisor.returncode, output
 
 
 @pytest.mark.parametrize("missing, change, expected", [
@@ -305,8 +323,39 @@ def test_the_v1_image_without_numpy_gets_one_line_from_the_shipped_init_script(t
                      EDGETYPE_PYTHON=board_python("milkv-v1"))
     for name in ("EDGETYPE_HOME", "EDGETYPE_BUNDLE"):
         env.pop(name)
-    code, output = supervise_for(["sh"], env, 1.5)
+    code, output = supervise_for(["sh"], env, 1.0, until="waiting:")
     waiting = [line for line in output.splitlines() if "waiting:" in line]
     assert code == 0 and len(waiting) == 1, output
     assert "numpy missing" in waiting[0] and "BR2_PACKAGE_PYTHON_NUMPY=y" in waiting[0]
     assert "no numpy-free runtime yet" in waiting[0] and "Traceback" not in output
+
+
+def test_no_keyboard_at_boot_is_one_line_from_the_shipped_init_script_and_its_real_check(tmp_path):
+    """The overlay's init script with its default keyboard check (`python3 -m runtime.cli demo
+    --list-keyboards --json` on the overlay's lib) and the debian image's python3: this machine
+    has no /dev/input, so the service must wait with one line and never start the demo."""
+    from board_tests.overlay_root import board_python, build_root, link_bundle
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_bundle import make_tiny_bundle
+
+    root = build_root(tmp_path / "root", board="duo256m", image="debian")
+    link_bundle(root, make_tiny_bundle(tmp_path / "bundle"))
+    defaults = root.root / "etc/default/edgetype"
+    defaults.write_text(defaults.read_text().replace("/opt/edgetype", str(root.root / "opt/edgetype"))
+                        .replace("EDGETYPE_BACKEND=tpu", "EDGETYPE_BACKEND=numpy"))
+    env = script_env(tmp_path, "sh -c 'echo run >> runs'", EDGETYPE_DEFAULTS=defaults,
+                     EDGETYPE_PYTHON=board_python("debian"))
+    for name in ("EDGETYPE_HOME", "EDGETYPE_BUNDLE", "EDGETYPE_KEYBOARD_CHECK"):
+        env.pop(name)
+    if os.path.isdir("/dev/input"):
+        pytest.skip("this machine has /dev/input: the no-keyboard case needs a machine without")
+    listed = subprocess.run([str(env["EDGETYPE_PYTHON"]), "-m", "runtime.cli", "demo",
+                             "--list-keyboards", "--json"], capture_output=True, text=True,
+                            env=dict(env, PYTHONPATH=str(root.lib)), timeout=60)
+    assert listed.returncode == 0 and json.loads(listed.stdout) == {"devices": []}, listed.stderr
+    code, output = supervise_for(["sh"], env, 1.0, until="waiting:")
+    waiting = [line for line in output.splitlines() if "waiting:" in line]
+    assert code == 0 and len(waiting) == 1, output
+    assert "no keyboard: no /dev/input on this kernel" in waiting[0]
+    assert not (tmp_path / "runs").exists() and "Traceback" not in output
