@@ -121,6 +121,15 @@ def cmd_board_test(args) -> int:
 def cmd_board_deploy(args) -> int:
     from board_tests.deploy import deploy_overlay
 
+    if args.overlay:  # before any board is touched: a missing file is the user's, not the board's
+        overlay = Path(args.overlay)
+        if not overlay.is_file():
+            raise UserError(f"--overlay {overlay}: no such file; build one with `edgetype firmware overlay`")
+        try:
+            overlay.open("rb").close()
+        except OSError as error:
+            raise UserError(f"--overlay {overlay}: cannot read ({error.strerror})") from None
+
     with board_session(args.port, user=args.user, password=args.password,
                        login_timeout_s=args.login_timeout, log_path=args.log) as console:
         result = deploy_overlay(console, board=args.board, overlay=args.overlay,

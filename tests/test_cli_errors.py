@@ -202,6 +202,8 @@ CASES = [
                                            "-o", "/proc/edgetype/overlay.tar.gz"], ["-o", "/proc/edgetype"]),
     ("overlay-o-directory", lambda t, b: ["firmware", "overlay", "--board", "duo256m", "--no-bundle", "-o", str(t)],
      ["-o", "directory"]),
+    ("deploy-overlay-missing", lambda t, b: ["board", "deploy", "--port", "loop://", "--overlay", str(t / "no.tar.gz")],
+     ["--overlay", "no such file"]),
     # -- the overlay packs nothing unchecked
     ("overlay-truncated-cvimodel", lambda t, b: ((b / "model.cvimodel").write_bytes(
         (b / "model.cvimodel").read_bytes()[:1000]), ["firmware", "overlay", "--board", "duo256m", "--bundle", str(b),
