@@ -6,7 +6,7 @@ EDGETYPE := $(VENV)/bin/edgetype
 # (riscv64 user space of the board), shellcheck + busybox (init script lint and run).
 SYSTEM_PACKAGES := tmux debootstrap qemu-user-static shellcheck busybox
 
-.PHONY: demo test install toolchain system-deps native
+.PHONY: demo test install toolchain system-deps native native-count
 
 # The native keystroke core (runtime/native/keystroke_core.c): one libc-free .so per architecture,
 # cross-built with PyPI's ziglang (a clang + linker for every target); runtime/keystroke_core.py loads
@@ -29,6 +29,13 @@ $(VENV)/.ziglang: $(VENV)/.installed
 	touch $@
 
 native: $(NATIVE_LIBS)
+
+# x86-64 build whose et_mark asks callgrind for a dump per key (measure/cpu_count.py); valgrind's header
+native-count: runtime/native/build/x86_64-count/libedgetype_core.so
+
+runtime/native/build/x86_64-count/libedgetype_core.so: $(NATIVE_SRC)
+	mkdir -p $(@D)
+	$(CC) -DET_COUNTING -I/usr/include/valgrind $(filter-out -s,$(NATIVE_CFLAGS)) -o $@ $(NATIVE_SRC)
 
 runtime/native/build/x86_64/libedgetype_core.so: $(NATIVE_SRC) $(if $(filter $(VENV)/%,$(ZIGCC)),$(VENV)/.ziglang)
 	mkdir -p $(@D)

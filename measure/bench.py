@@ -150,12 +150,30 @@ def run_latency_bench(args) -> dict:
         replay = run_replay(session, text, args.keystrokes, args.typo_rate, args.seed, sample_every=sample_every)
         print(f"naive baseline on {len(replay.samples)} keystrokes ...", file=sys.stderr)
         naive = naive_keystroke_ms(session, replay.samples)
+    twin = None
+    if not getattr(args, "no_twin", False):  # the other keystroke core on the same replay, same run
+        other = "python" if session.core_name == "native" else "native"
+        options = {**session_options(args), "core": other}
+        try:
+            twin_session = open_session(bundle, backend=args.backend, window_policy=args.window_policy, **options)
+        except UserError as error:
+            twin = {"core": other, "error": str(error)}
+        else:
+            with twin_session:
+                print(f"the same replay on the {other} core ...", file=sys.stderr)
+                twin_session.suggestions(3)
+                twin_replay = run_replay(twin_session, text, args.keystrokes, args.typo_rate, args.seed)
+            twin_keys = np.asarray(twin_replay.keystroke_ms)
+            twin = {"core": other, "keystroke_ms": percentiles(twin_keys),
+                    "overhead_ms": percentiles(twin_keys - np.asarray(twin_replay.model_ms)),
+                    "same_suggestions_at_end": twin_replay.suggested == replay.suggested}
     keystroke = np.asarray(replay.keystroke_ms)
     model = np.asarray(replay.model_ms)
     overhead = keystroke - model
     calls = np.asarray(replay.forward_calls)
     report = {
         "backend": session.backend_name,
+        "core": session.core_name,
         "machine": f"{platform.machine()} {platform.node()}, {os.cpu_count()} CPUs, load average "
                    f"{os.getloadavg()[0]:.1f} (host timings; BLAS threads: OPENBLAS_NUM_THREADS="
                    f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')})",
@@ -170,8 +188,12 @@ def run_latency_bench(args) -> dict:
         "forward_calls_per_keystroke": {"mean": round(float(calls.mean()), 4), "max": int(calls.max())},
         "naive_keystroke_ms": {**percentiles(naive, (50, 95)), "samples": len(naive)},
     }
+    if twin is not None:
+        report["twin_core"] = twin
     if naive:  # means: most keystrokes (letters) cost no forward at all, so medians say little
         report["naive_speedup_mean"] = round(float(np.mean(naive)) / max(float(np.mean(keystroke)), 1e-9), 1)
+        report["naive_p95_over_keystroke_p99"] = round(
+            report["naive_keystroke_ms"]["p95"] / max(report["keystroke_ms"]["p99"], 1e-9), 1)
     report["board_estimate_ms"], report["assumptions"] = board_estimate(bundle, calls, overhead)
     if getattr(args, "plot", None):
         # drawn by `draw_plot()` after the caller printed the results (a failing plot cannot lose them)

@@ -55,6 +55,7 @@ def register(subparsers, groups):
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--plot", metavar="FILE.png", help="latency histogram / time series")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--no-twin", action="store_true", help="skip the replay on the other keystroke core")
     p.set_defaults(func=cmd_bench_latency)
 
     p = groups["bench"].add_parser("demo", help="end-to-end keystroke cost of the demo over a long text")

@@ -15,6 +15,18 @@
 // version: the binding refuses a library whose ABI differs
 int32_t et_abi_version(void) { return ET_ABI_VERSION; }
 
+// the instruction counter's boundary, called once per key: a no-op, except in the counting build
+// (`make native-count`, -DET_COUNTING) where it asks callgrind to dump the counts so far
+#ifdef ET_COUNTING
+#include <callgrind.h>
+#endif
+int32_t et_mark(int32_t key) {
+#ifdef ET_COUNTING
+    CALLGRIND_DUMP_STATS;
+#endif
+    return key;
+}
+
 // ---------------------------------------------------------------------------------------------
 // top-k within a prefix: positions j of ids[0..m) whose value log_probs[ids[j]] is at or above the
 // want-th best value (all of them when want >= m), best first, equal values by ascending j.
