@@ -56,6 +56,7 @@ class TrainSettings:
     eval_every: int = 500
     max_train_paragraphs: int | None = None
     max_valid_tokens: int = 400_000
+    processes: int = 1  # tokenizer counting and encoding in this many processes (same result)
 
 
 SMOKE = dict(dropout=0.0, vocab_size=512, d_model=32, n_layers=2, n_heads=2, d_ff=64, window=16, seq_len=32,
@@ -80,12 +81,54 @@ def read_paragraphs(path: Path, limit: int | None = None) -> list[str]:
     return paragraphs[:limit] if limit else paragraphs
 
 
-def encode_stream(tokenizer, paragraphs: list[str]) -> np.ndarray:
-    """int32 [N]: all paragraphs, each preceded by <bos>."""
+def encode_stream(tokenizer, paragraphs: list[str], processes: int = 1) -> np.ndarray:
+    """int32 [N]: all paragraphs, each preceded by <bos> (chunks in parallel, same order)."""
+    if processes > 1 and len(paragraphs) > 10_000:
+        return np.concatenate(_parallel_chunks(_encode_chunk, paragraphs, processes, tokenizer))
     ids: list[int] = []
     for paragraph in paragraphs:
         ids.extend(tokenizer.encode(paragraph, bos=True))
     return np.asarray(ids, dtype=np.int32)
+
+
+_WORKER_STATE: dict = {}  # what forked workers read (set before the pool starts)
+
+
+def _encode_chunk(chunk: list[str]) -> np.ndarray:
+    return encode_stream(_WORKER_STATE["shared"], chunk)
+
+
+def _count_chunk(chunk: list[str]):
+    from runtime.tokenizer import Tokenizer
+
+    return Tokenizer.count_pieces(chunk)
+
+
+def _parallel_chunks(function, items: list, processes: int, shared=None) -> list:
+    """function(chunk) for consecutive chunks of `items` in forked processes, results in order."""
+    import multiprocessing
+
+    _WORKER_STATE["shared"] = shared
+    size = -(-len(items) // (processes * 4))
+    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        return pool.map(function, chunks)
+
+
+def train_tokenizer(paragraphs: list[str], vocab_size: int, processes: int = 1):
+    """Tokenizer.train, with the counting spread over processes (the same tokenizer: counts of
+    consecutive chunks merged in order equal the serial counts, ties included)."""
+    from collections import Counter
+
+    from runtime.tokenizer import Tokenizer
+
+    if processes <= 1 or len(paragraphs) <= 10_000:
+        return Tokenizer.train(paragraphs, vocab_size=vocab_size)
+    counts, forms = Counter(), Counter()
+    for chunk_counts, chunk_forms in _parallel_chunks(_count_chunk, paragraphs, processes):
+        counts.update(chunk_counts)
+        forms.update(chunk_forms)
+    return Tokenizer.from_counts(counts, forms, vocab_size)
 
 
 def _batches(stream: np.ndarray, seq_len: int, batch_size: int, rng: np.random.Generator):
@@ -142,7 +185,7 @@ def train(corpus_dir: Path, out_dir: Path, settings: TrainSettings, device_name:
 
     from model_export.model import ModelShape, WordLM, count_parameters
     from tpu_driver.reference_model import ModelConfig
-    from runtime.tokenizer import BOS_ID, Tokenizer
+    from runtime.tokenizer import BOS_ID
 
     if device_name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
@@ -154,10 +197,10 @@ def train(corpus_dir: Path, out_dir: Path, settings: TrainSettings, device_name:
     train_paragraphs = read_paragraphs(corpus_dir / "train.txt.gz", settings.max_train_paragraphs)
     valid_paragraphs = read_paragraphs(corpus_dir / "valid.txt.gz")
     _log(f"corpus: {len(train_paragraphs)} train / {len(valid_paragraphs)} valid paragraphs")
-    tokenizer = Tokenizer.train(train_paragraphs, vocab_size=settings.vocab_size)
+    tokenizer = train_tokenizer(train_paragraphs, settings.vocab_size, settings.processes)
     vocab_size = tokenizer.vocab_size  # may be below the asked size on a small corpus
-    train_stream = encode_stream(tokenizer, train_paragraphs)
-    valid_stream = encode_stream(tokenizer, valid_paragraphs)[: settings.max_valid_tokens]
+    train_stream = encode_stream(tokenizer, train_paragraphs, settings.processes)
+    valid_stream = encode_stream(tokenizer, valid_paragraphs, settings.processes)[: settings.max_valid_tokens]
     _log(f"tokenizer: {vocab_size} tokens; {len(train_stream)} train / {len(valid_stream)} "
          f"valid tokens ({time.monotonic() - started:.0f} s)")
     if len(train_stream) < settings.seq_len + 2:
@@ -282,6 +325,9 @@ def add_train_arguments(train) -> None:
     train.add_argument("--vocab-size", type=int_in(16, 1 << 20), default=None,
                        help="tokens in the word vocabulary, specials and punctuation included (default 8192)")
     train.add_argument("--dropout", type=float_in(0.0, 0.9), default=None, help="dropout rate (default 0.1)")
+    train.add_argument("--processes", type=int_in(1, 256), default=None,
+                       help="processes for tokenizer training and encoding (default 1; same result)")
+    train.add_argument("--seed", type=int_in(0, 2**31 - 1), default=None, help="random seed (default 1234)")
     train.add_argument("--smoke", action="store_true",
                        help="tiny model on a slice of the corpus, CPU, < 1 minute")
     train.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
@@ -301,6 +347,12 @@ def settings_from_args(args) -> TrainSettings:
         if not 0.0 <= args.dropout < 0.9:
             raise UserError(f"--dropout {args.dropout}: must be in [0, 0.9)")
         settings.dropout = args.dropout
+    if args.processes is not None:
+        if not 1 <= args.processes <= 256:
+            raise UserError(f"--processes {args.processes}: must be in [1, 256]")
+        settings.processes = args.processes
+    if args.seed is not None:
+        settings.seed = args.seed
     if args.vocab_size is not None:
         if not 64 <= args.vocab_size <= 65536:
             raise UserError(f"--vocab-size {args.vocab_size}: must be in [64, 65536]")

@@ -252,6 +252,14 @@ class Tokenizer:
 
         Words seen `min_count`+ times that do not fit the vocabulary go to the OOV lexicon (the
         `lexicon_size` most frequent of them)."""
+        counts, forms = cls.count_pieces(texts)
+        return cls.from_counts(counts, forms, vocab_size, min_count, lexicon_size)
+
+    @staticmethod
+    def count_pieces(texts: Iterable[str]) -> tuple[Counter, Counter]:
+        """(piece counts, (lowercase word, mid-sentence form) counts) of `texts`. Counts of
+        consecutive chunks merged in order (Counter.update) equal the counts of the whole, ties
+        included (first-seen order), so train() may count chunks in parallel processes."""
         counts: Counter[str] = Counter()
         forms: Counter[tuple[str, str]] = Counter()
         for text in texts:
@@ -268,6 +276,11 @@ class Tokenizer:
                         counts[piece] += 1
                     if piece == "\n" or piece in ".!?":
                         sentence_start = True
+        return counts, forms
+
+    @classmethod
+    def from_counts(cls, counts: Counter, forms: Counter, vocab_size: int = 8192, min_count: int = 2,
+                    lexicon_size: int = 60000) -> "Tokenizer":
         budget = vocab_size - len(SPECIALS)
         chosen = [t for t, c in counts.most_common() if c >= min_count][:budget]
         best_form: dict[str, tuple[int, str]] = {}

@@ -51,5 +51,19 @@ def test_train_flags_set_the_shape_and_refuse_bad_values():
     assert settings.vocab_size == 16384 and settings.alibi_max_bias == 8.0 and settings.dropout == 0.2
     assert settings_from_args(parser.parse_args([])).vocab_size == 8192
     for bad in (["--vocab-size", "10"], ["--vocab-size", "100000"], ["--alibi-max-bias", "0"], ["--dropout", "1"]):
-        with pytest.raises(UserError):
+        with pytest.raises((UserError, SystemExit)):  # argparse types (runtime/argtypes.py) or settings
             settings_from_args(parser.parse_args(bad))
+
+
+def test_parallel_tokenizer_and_encoding_equal_the_serial_ones():
+    from model_export.train import encode_stream, train_tokenizer
+    from runtime.tokenizer import Tokenizer
+
+    words = ["alpha", "Beta", "gamma", "delta", "Epsilon", "zeta", "eta", "theta"]
+    paragraphs = [" ".join(words[(i * j) % 8] for j in range(1 + i % 7)) + ("." if i % 3 else " X y!")
+                  for i in range(12_000)]
+    serial = Tokenizer.train(paragraphs, vocab_size=12)  # a small vocabulary: ties decide
+    parallel = train_tokenizer(paragraphs, 12, processes=3)
+    assert parallel.tokens == serial.tokens and parallel.casing == serial.casing
+    assert parallel.lexicon_words == serial.lexicon_words
+    assert (encode_stream(serial, paragraphs, processes=3) == encode_stream(serial, paragraphs)).all()
