@@ -173,11 +173,7 @@ def test_no_import_cycle_between_packages():
 
 # A cycle listed here is a known defect with an owner, not an allowed design: the test below fails
 # as soon as it is gone (remove the entry then) and on every other cycle.
-KNOWN_MODULE_CYCLES = {
-    # model_export/corpus/ belongs to issue #16 (h4-corpus): archives.py imports readers.READERS
-    # inside a function while readers.py imports archives.ArchiveSpec at the top.
-    ("model_export.corpus.archives", "model_export.corpus.readers"),
-}
+KNOWN_MODULE_CYCLES: set = set()
 
 
 def test_no_import_cycle_between_modules():

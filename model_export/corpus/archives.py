@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from model_export.corpus.readers import READERS
 from model_export.corpus.screening import check_package_allowed
 from runtime.bundle import sha256_file
 from runtime.errors import UserError
@@ -39,8 +40,6 @@ class ArchiveSpec:
 
 
 def load_source_specs(path: Path = SOURCES_FILE) -> tuple[dict, list[ArchiveSpec]]:
-    from model_export.corpus.readers import READERS  # the reader table names every reader
-
     try:
         config = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:

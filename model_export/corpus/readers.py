@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Callable, Iterator
 
-from model_export.corpus.archives import ArchiveSpec
 from model_export.corpus.documents import Document, Members
 from model_export.corpus.readers_books import make_sword_reader, make_text_reader, read_norvig_big
 from model_export.corpus.readers_markup import make_html_reader, make_pod_reader
@@ -21,7 +20,8 @@ READERS: dict[str, Callable] = {
 GENERIC_READERS = ("html", "pod", "text", "sword")
 
 
-def reader_for(spec: ArchiveSpec) -> Reader:
+def reader_for(spec) -> Reader:
+    """The reader of an archives.ArchiveSpec (its reader name, id and member rules)."""
     if spec.reader in GENERIC_READERS:
         return READERS[spec.reader](spec.id, spec.members)
     return READERS[spec.reader]
