@@ -126,7 +126,8 @@ def _run_replay(args) -> int:
     journal = recorder = None
     lock = JournalLock(journal_path) if journal_path else None  # one owner, before anything is read
     try:
-        kept = set_aside(journal_path) if journal_path and read_journal_text(journal_path) else None
+        kept = (set_aside(journal_path) if journal_path and lock.held and read_journal_text(journal_path)
+                else None)
         if kept:  # replays start a fresh journal; the text of the last one is kept, never lost
             print(f"edgetype: previous replay journal kept as {kept}", file=sys.stderr)
     except BaseException:
@@ -211,8 +212,9 @@ def _run_interactive(args) -> int:
                 restore = not os.isatty(stdin_fd) or ask_yes_no(
                     f"edgetype: restore {len(restored_text)} characters from {journal_path}? [y/N] ", stdin_fd)
             if not restore:
-                kept = set_aside(journal_path)
-                print(f"edgetype: previous journal kept as {kept}", file=sys.stderr)
+                if lock.held:  # a read-only journal is never written: it stays as it is
+                    kept = set_aside(journal_path)
+                    print(f"edgetype: previous journal kept as {kept}", file=sys.stderr)
                 restored_text = ""
     except BaseException:
         if lock is not None:

@@ -176,6 +176,7 @@ class JournalLock:
         self.path = path
         self.lock_path = path + ".lock"
         self._fd: int | None = None
+        self.unwritable: str | None = None  # read-only FS / full disk: no lock, and nothing is written
         directory = os.path.dirname(os.path.abspath(path))
         try:
             os.makedirs(directory, exist_ok=True)
@@ -183,6 +184,10 @@ class JournalLock:
         except OSError as error:
             if error.errno == errno.ELOOP:
                 raise _refuse(self.lock_path, "is a symbolic link") from None
+            if error.errno in (errno.EROFS, errno.ENOSPC, errno.EDQUOT):
+                # typing must go on: this session journals nothing, the journal on disk stays as it is
+                self.unwritable = error.strerror or str(error)
+                return
             raise JournalError(f"journal {path}: cannot create its lock {self.lock_path} ({error.strerror}); "
                                "pass --journal PATH on a writable file system, or --no-journal") from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -248,6 +253,12 @@ class Journal:
         self._unsynced = False
         self._text_bytes = len(base_text.encode("utf-8"))
         self._lock = lock if lock is not None else JournalLock(path)
+        if self._lock.unwritable is not None:
+            self.failed = self._lock.unwritable
+            self._warn(f"journal {path}: cannot write ({self.failed}); typing continues but this session "
+                       "is not journaled; the journal on disk is kept as it is. Free space or pass "
+                       "--journal PATH on a writable file system next time")
+            return
         try:
             check_journal_file(path)
             self._directory = os.path.dirname(os.path.abspath(path))

@@ -291,3 +291,59 @@ def test_the_log_is_compacted_so_it_stays_bounded(tmp_path, monkeypatch):
     assert journal.compactions > 1
     assert os.path.getsize(path) < 2000 + 4 * len(text.encode()) + 200
     assert J.read_journal_text(path) == text
+
+
+def test_a_read_only_file_system_for_the_lock_too_journals_nothing_and_keeps_the_old_journal(tmp_path, monkeypatch):
+    """No lock can be created (EROFS): the demo still starts, says so once, writes nothing."""
+    import keyboard_ui.journal as J
+
+    path = tmp_path / "j.txt"
+    write_journal(path, "old text")
+    before = path.read_bytes()
+    real_open = os.open
+
+    def read_only(p, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real_open(p, flags, *args, **kwargs)
+
+    monkeypatch.setattr(J.os, "open", read_only)
+    warnings: list[str] = []
+    journal = J.Journal(str(path), base_text="old text", warn=warnings.append)
+    journal.record_edit(8, " and more", True, lambda: "old text and more")
+    journal.close()
+    assert len(warnings) == 1 and "typing continues" in warnings[0] and "Read-only" in warnings[0]
+    assert path.read_bytes() == before and not (tmp_path / "j.txt.lock").exists()
+
+
+FSIZE_SCRIPT = r"""
+import resource, signal, sys
+sys.path.insert(0, sys.argv[2])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
+import keyboard_ui.journal as J
+journal = J.Journal(sys.argv[1])
+text = ""
+for char in "saved words ":
+    journal.record(text, text + char, word_boundary=char == " ")
+    text += char
+resource.setrlimit(resource.RLIMIT_FSIZE, (300, 300))  # the disk is now 'full' for this process
+for char in "x" * 400 + " ":
+    journal.record(text, text + char, word_boundary=char == " ")
+    text += char
+journal.close()
+print(len(text))
+"""
+
+
+def test_a_real_write_failure_from_the_kernel_keeps_typing_and_the_journaled_text(tmp_path):
+    """RLIMIT_FSIZE makes the kernel refuse the append (EFBIG): typing goes on, the file keeps
+    what was journaled before (a torn last line at most, which reading drops)."""
+    from keyboard_ui.journal import read_journal_text
+
+    path = tmp_path / "j.txt"
+    result = subprocess.run([sys.executable, "-c", FSIZE_SCRIPT, str(path), str(REPO)], capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(len("saved words ") + 401)
+    assert result.stderr.count("edgetype: warning: journal") == 1 and "File too large" in result.stderr
+    assert read_journal_text(str(path)).startswith("saved words ")
