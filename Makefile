@@ -59,5 +59,6 @@ system-deps:
 demo: toolchain native
 	$(EDGETYPE) demo
 
+# the fuzz test (tests/test_fuzz_inputs.py) gets a fixed budget here: 2 minutes in all
 test: toolchain system-deps native
-	$(VENV)/bin/python -m pytest -ra --timeout=1200 tests
+	EDGETYPE_FUZZ_SECONDS=$${EDGETYPE_FUZZ_SECONDS:-120} $(VENV)/bin/python -m pytest -ra --timeout=1200 tests

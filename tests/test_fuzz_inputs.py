@@ -5,7 +5,8 @@ weights.npz, cvimodel header; replay lines; journal files; text files; CLI numbe
 acceptable outcomes are success or a `UserError` whose message is one line naming the file or
 option; anything else (a traceback-worthy exception, a hang) is a crash.
 
-Budget: `EDGETYPE_FUZZ_SECONDS` for the whole file (default 120 when `CI` is set, else 12),
+Budget: `EDGETYPE_FUZZ_SECONDS` for the whole file (`make test`, i.e. CI, sets 120; default 120 when
+`CI` is set, else 12),
 shared equally by the targets; each target runs seeded hypothesis batches until its share is
 spent (batch i uses seed i: reproducible). A crash writes its input to
 tests/data/fuzz_regressions/<target>/<sha256[:16]>.bin and fails naming it: commit that file; every
