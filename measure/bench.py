@@ -195,6 +195,17 @@ def run_latency_bench(args) -> dict:
         report["naive_p95_over_keystroke_p99"] = round(
             report["naive_keystroke_ms"]["p95"] / max(report["keystroke_ms"]["p99"], 1e-9), 1)
     report["board_estimate_ms"], report["assumptions"] = board_estimate(bundle, calls, overhead)
+    report["board_estimate_ms_pessimistic"] = pessimistic_estimate(report["assumptions"], calls, overhead)
+    count = getattr(args, "count_instructions", 0)
+    if count and report["board_estimate_ms"] is not None:
+        counted = counted_estimate(bundle, report["assumptions"], text_path, count, args.seed, args.typo_rate)
+        report["assumptions"]["host_scaled_estimate_ms"] = report["board_estimate_ms"]
+        report["assumptions"]["host_scaled_estimate_ms_pessimistic"] = report["board_estimate_ms_pessimistic"]
+        report["assumptions"]["cpu_term"] = counted["assumptions"]
+        if counted["best"] is not None:  # the counted CPU term is the best method: it replaces host x scale
+            report["board_estimate_ms"] = counted["best"]
+            report["board_estimate_ms_pessimistic"] = counted["pessimistic"]
+        report["cpu_instructions_per_key"] = counted["instructions"]
     if getattr(args, "plot", None):
         # drawn by `draw_plot()` after the caller printed the results (a failing plot cannot lose them)
         args.draw_plot = lambda: plot_latency(report, keystroke, model, naive, args.plot)
@@ -222,6 +233,76 @@ def board_estimate(bundle, forward_calls, host_overhead_ms) -> tuple[dict | None
     summary = {**percentiles(estimate.ms, (50, 95)), "label": LABEL}
     assumptions = {**estimate.assumptions, "chip_from_bundle": bundle.chip is not None}
     return summary, assumptions
+
+
+PESSIMISTIC_SUBMIT_MS = 0.65  # PLATFORM.md: 250-650 us per TPU submit on CV1800B, slow end
+PESSIMISTIC_BF16_RATE = 1 / 8  # EVALUATION.md: BF16 at 1/8 of the INT8 rate
+PESSIMISTIC_CPU_SCALE = 50.0  # PLATFORM.md: Python on the C906 ~20-50x this class of host, slow end
+
+
+def pessimistic_step_ms(step_assumptions: dict) -> float:
+    """The step formula with submit 0.65 ms and BF16 at 1/8 of the INT8 rate (ESTIMATE)."""
+    from measure.board_estimate import step_ms_from_work
+
+    a = step_assumptions
+    rate = PESSIMISTIC_BF16_RATE if a["quant"] == "bf16" else None
+    terms = step_ms_from_work(chip=a["chip"], quant=a["quant"], macs=a["macs"], moved_bytes=a["moved_bytes"],
+                              tpu_submits=a["tpu_submits"], cpu_routine_elements=a["cpu_routine_elements"],
+                              efficiency=a["efficiency"], quant_rate_fraction=rate)
+    return terms["step_ms"] + a["tpu_submits"] * (PESSIMISTIC_SUBMIT_MS - a["submit_ms"])
+
+
+def pessimistic_estimate(assumptions: dict, forward_calls, host_overhead_ms) -> dict | None:
+    """board_estimate_ms_pessimistic from host timings: pessimistic step + host overhead x 50."""
+    from measure.board_estimate import LABEL
+
+    step = assumptions.get("step")
+    if not step:
+        return None
+    step_ms = pessimistic_step_ms(step)
+    values = np.asarray(forward_calls) * step_ms + np.asarray(host_overhead_ms) * PESSIMISTIC_CPU_SCALE
+    assumptions["pessimistic"] = {"step_ms": round(step_ms, 4), "submit_ms": PESSIMISTIC_SUBMIT_MS,
+                                  "bf16_rate_fraction": PESSIMISTIC_BF16_RATE, "cpu_scale": PESSIMISTIC_CPU_SCALE,
+                                  "formula": "forward_calls*step_ms + cpu_term (host overhead x cpu_scale)"}
+    return {**percentiles(values, (50, 95)), "label": LABEL}
+
+
+def counted_estimate(bundle, assumptions: dict, text_path, keystrokes: int, seed: int, typo_rate: float) -> dict:
+    """Board estimate whose CPU term is counted: x86-64 instructions per keystroke of the on-board CPU
+    path under callgrind (measure/cpu_count.py), converted to C906 ms (best and pessimistic
+    conversions), plus that keystroke's forward calls x step_ms, per keystroke of the counted replay."""
+    from measure.board_estimate import LABEL
+    from measure.cpu_count import CONVERSION_NOTE, CONVERSIONS, c906_ms, count_instructions
+
+    try:
+        counted = count_instructions(str(bundle.dir), str(text_path), keystrokes, seed, typo_rate)
+    except UserError as error:
+        return {"best": None, "pessimistic": None, "instructions": None,
+                "assumptions": {"method": "counted instructions: NOT RUN", "error": str(error),
+                                "used_instead": "host overhead x cpu_scale"}}
+    ir, calls = counted["ir_per_key"], counted["forward_calls"]
+    step = assumptions["step"]
+    step_best, step_pessimistic = assumptions["step_ms"], pessimistic_step_ms(step)
+    best = calls * step_best + c906_ms(ir, "best")
+    pessimistic = calls * step_pessimistic + c906_ms(ir, "pessimistic")
+    return {
+        "best": {**percentiles(best, (50, 95)), "label": LABEL},
+        "pessimistic": {**percentiles(pessimistic, (50, 95)), "label": LABEL},
+        "instructions": {**{k: int(v) for k, v in percentiles(ir, (50, 95, 99)).items()},
+                         "mean": int(ir.mean()), "keystrokes": int(len(ir)),
+                         "mean_with_forward": int(ir[calls > 0].mean()) if (calls > 0).any() else None,
+                         "mean_without_forward": int(ir[calls == 0].mean()) if (calls == 0).any() else None,
+                         "what": "x86-64 instructions (callgrind Ir) per keystroke, model step excluded"},
+        "assumptions": {
+            "method": "counted instructions (valgrind callgrind, canned backend), converted to C906 ms",
+            "conversions": CONVERSIONS, "conversion_note": CONVERSION_NOTE, "c906_ghz": 1.0,
+            "cpu_ms_best": percentiles(c906_ms(ir, "best"), (50, 95)),
+            "cpu_ms_pessimistic": percentiles(c906_ms(ir, "pessimistic"), (50, 95)),
+            "step_ms_best": step_best, "step_ms_pessimistic": round(step_pessimistic, 4),
+            "forward_calls_per_keystroke_mean": round(float(calls.mean()), 4),
+            "formula": "keystroke_ms = forward_calls*step_ms + x86_instructions*rv64_per_x86_instruction/(c906_ipc*1 GHz)",
+        },
+    }
 
 
 def plot_latency(report: dict, keystroke, model, naive, path) -> None:

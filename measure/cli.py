@@ -56,6 +56,9 @@ def register(subparsers, groups):
     p.add_argument("--plot", metavar="FILE.png", help="latency histogram / time series")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-twin", action="store_true", help="skip the replay on the other keystroke core")
+    p.add_argument("--count-instructions", type=int, default=200, metavar="N",
+                   help="board CPU term from instructions counted under valgrind over N keystrokes "
+                   "(default 200; 0: host time x 50 instead; needs valgrind and `make native-count`)")
     p.set_defaults(func=cmd_bench_latency)
 
     p = groups["bench"].add_parser("demo", help="end-to-end keystroke cost of the demo over a long text")
@@ -68,6 +71,9 @@ def register(subparsers, groups):
     p.add_argument("--no-accept", action="store_true", help="type every character (no Alt+N accepts)")
     p.add_argument("--outside", metavar="N,N,...", help="also time whole `demo --replay` processes typing "
                    "these many characters (wall time minus start-up, per key)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall: perf_counter (what a user waits for; default); cpu: process CPU time (all "
+                   "threads), which other load on a shared host does not inflate")
     p.add_argument("--plot", metavar="FILE.png", help="per-key time against position in the text")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench_demo)

@@ -17,7 +17,7 @@ def _args(tmp_path, **overrides):
     text.write_text(TEXT)
     bundle = make_tiny_bundle(tmp_path / "bundle", window=32)
     values = dict(text=str(text), chars=2500, backend="numpy", bundle=str(bundle), core="auto",
-                  no_accept=False, plot=None, outside=None, json=True)
+                  no_accept=False, plot=None, outside=None, json=True, clock="wall")
     values.update(overrides)
     return argparse.Namespace(**values)
 
