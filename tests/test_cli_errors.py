@@ -259,3 +259,28 @@ def test_a_good_command_still_works(base_bundle):
     result = run_cli(["suggest", "--backend", "numpy", "--bundle", str(base_bundle), "--json", "the ca"])
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["suggestions"][0]["word"] == "cat"
+
+
+def test_max_chars_bounds_what_is_read_from_an_endless_pipe(tmp_path, base_bundle):
+    """`--text` on a FIFO fed forever: with --max-chars the read stops there and the run finishes."""
+    fifo = tmp_path / "endless"
+    os.mkfifo(fifo)
+    stop = threading.Event()
+
+    def feed():
+        try:
+            with open(fifo, "wb") as pipe:
+                while not stop.is_set():
+                    pipe.write(TEXT.encode() * 100)
+        except (BrokenPipeError, OSError):
+            pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    started = time.monotonic()
+    result = run_cli(["eval", "ksr", "--backend", "numpy", "--bundle", str(base_bundle), "--text", str(fifo),
+                      "--max-chars", "300", "--no-baseline", "--json"], timeout=60)
+    stop.set()
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["chars"] == 300
+    assert time.monotonic() - started < 30
