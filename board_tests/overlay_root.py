@@ -101,9 +101,13 @@ def find_python(version: str) -> str:
     """An interpreter of `version` (major.minor): this one, pyenv's, or `pythonX.Y` on PATH."""
     if "%d.%d" % sys.version_info[:2] == version:
         return sys.executable
-    candidates = sorted((Path.home() / ".pyenv" / "versions").glob(f"{version}.*/bin/python{version}"))
-    if candidates:
-        return str(candidates[-1])
+    # PYENV_ROOT first: with a fresh HOME (a clean CI clone) ~/.pyenv is not where pyenv lives
+    roots = [Path(os.environ["PYENV_ROOT"])] if os.environ.get("PYENV_ROOT") else []
+    roots.append(Path.home() / ".pyenv")
+    for root in roots:
+        candidates = sorted((root / "versions").glob(f"{version}.*/bin/python{version}"))
+        if candidates:
+            return str(candidates[-1])
     found = shutil.which(f"python{version}")
     if found:
         return found

@@ -3,7 +3,7 @@
 The overlay's tree (board_tests/overlay_root.py) under `python3.9 -I` with numpy and cffi and
 nothing else (wheels for 3.9 from PyPI, installed once with 3.9's own pip into
 ~/.cache/edgetype/board-pythons): the on-board suite runner and a demo replay. This machine has
-3.9 under pyenv (`~/.pyenv/versions/3.9*`); its absence is a failure, not a skip.
+3.9 under pyenv (`$PYENV_ROOT/versions/3.9*` or `~/.pyenv/versions/3.9*`); its absence is a failure, not a skip.
 """
 from __future__ import annotations
 
