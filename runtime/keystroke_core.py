@@ -124,7 +124,7 @@ class NativeCore:
             log_probs = _float32_contiguous(log_probs)
             window = log_probs[lo:hi]  # (m,) view
             positions = self._iota[: hi - lo]  # (m,) 0..m-1, preallocated
-            n = self._top(window.ctypes.data, positions.ctypes.data, hi - lo, want, self._out_pos_ptr,
+            n = self._top(_address(window), _address(positions), hi - lo, want, self._out_pos_ptr,
                           self._out_val_ptr, self._cap)
             if n < 0:
                 raise RuntimeError(f"et_top_prefix: {-n} candidates > capacity {self._cap}")
@@ -132,7 +132,7 @@ class NativeCore:
         if ids.dtype != np.int64 or not ids.flags.c_contiguous:
             ids = np.ascontiguousarray(ids, dtype=np.int64)  # (only for a caller outside the engine)
         log_probs = _float32_contiguous(log_probs)
-        n = self._top(log_probs.ctypes.data, ids.ctypes.data, len(ids), want, self._out_pos_ptr,
+        n = self._top(_address(log_probs), _address(ids), len(ids), want, self._out_pos_ptr,
                       self._out_val_ptr, self._cap)
         if n < 0:
             raise RuntimeError(f"et_top_prefix: {-n} candidates > capacity {self._cap}")
@@ -142,7 +142,12 @@ class NativeCore:
         if row.dtype != np.float32 or not row.flags.c_contiguous or row.shape != logits.shape:
             raise ValueError("log_softmax_into: row must be a contiguous float32 array shaped like logits")
         logits = _float32_contiguous(logits)
-        self._softmax(logits.ctypes.data, row.ctypes.data, len(row))
+        self._softmax(_address(logits), _address(row), len(row))
+
+
+def _address(array: np.ndarray) -> int:
+    """The data pointer (cheaper than `array.ctypes.data`, which builds an object per call)."""
+    return array.__array_interface__["data"][0]
 
 
 def _float32_contiguous(array: np.ndarray) -> np.ndarray:

@@ -100,12 +100,20 @@ static float et_logf(float x) {  // x > 0, normal
 void et_log_softmax(const float *logits, float *row, int32_t n) {
     float top = logits[0];
     for (int32_t i = 1; i < n; i++) if (logits[i] > top) top = logits[i];
-    double sum = 0.0;
-    for (int32_t i = 0; i < n; i++) {
+    double sum[4] = {0.0, 0.0, 0.0, 0.0};  // four chains: an in-order core need not wait on each add
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        for (int32_t k = 0; k < 4; k++) {
+            float shifted = logits[i + k] - top;
+            row[i + k] = shifted;
+            sum[k] += (double)et_expf(shifted);
+        }
+    }
+    for (; i < n; i++) {
         float shifted = logits[i] - top;
         row[i] = shifted;
-        sum += (double)et_expf(shifted);
+        sum[0] += (double)et_expf(shifted);
     }
-    float lse = et_logf((float)sum);
-    for (int32_t i = 0; i < n; i++) row[i] -= lse;
+    float lse = et_logf((float)((sum[0] + sum[1]) + (sum[2] + sum[3])));
+    for (i = 0; i < n; i++) row[i] -= lse;
 }
