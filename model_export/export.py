@@ -30,6 +30,7 @@ import numpy as np
 from model_export.verify import VERIFY_PARAGRAPH, cmodel_check, validation_tokens
 from runtime.bundle import ION_LIMIT_BYTES, VOCAB_ORDER_FILE, seal_manifest, sha256_file
 from runtime.errors import UserError
+from tpu_driver import decode_step
 
 CHIPS = ("cv180x", "cv181x")
 QUANTS = ("bf16", "int8")
@@ -193,54 +194,40 @@ def check_window_fits(config, chip: str, window: int, quant: str) -> dict:
 
 # ------------------------------------------------------------------------------ onnx stepping --
 class OnnxStepper:
-    """Runs the ONNX decode step over a token sequence with an append-only window (slot t = token t)."""
+    """The ONNX decode step over a token sequence, slot t = token t: onnxruntime (tpu_driver's onnx
+    backend) fed by the one in-order feeder (tpu_driver/feeder.py)."""
 
     def __init__(self, onnx_bytes: bytes, config, weights, window: int):
-        import onnxruntime as ort
+        from tpu_driver.backends import open_backend
+        from tpu_driver.feeder import InOrderFeeder
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-        self.output_names = [o.name for o in self.session.get_outputs()]
-        self.log_probs = any(node.op_type == "LogSoftmax" and "logits" in node.output
+        self._folder = tempfile.TemporaryDirectory(prefix="edgetype-export-step-")
+        path = Path(self._folder.name) / "model.onnx"
+        path.write_bytes(onnx_bytes)
+        self.backend = open_backend("onnx", path)
+        self.log_probs = any(node.op_type == "LogSoftmax" and decode_step.LOGITS in node.output
                              for node in _onnx_nodes(onnx_bytes))
         self.config, self.weights, self.window = config, weights, window
-        self.reset()
+        self.feeder = InOrderFeeder(self.backend, weights["embedding"])
+
+    @property
+    def t(self) -> int:
+        return self.feeder.position
 
     def reset(self) -> None:
-        from tpu_driver.reference_model import MASK_EMPTY
-
-        c, W = self.config, self.window
-        self.feeds = {"x": np.zeros((1, 1, c.d_model), np.float32),
-                      "mask": np.full((1, 1, 1, W), MASK_EMPTY, np.float32),  # [1,1,1,W]
-                      "dist": np.zeros((1, 1, 1, W), np.float32)}  # [1,1,1,W]
-        for layer in range(c.n_layers):
-            self.feeds[f"k_cache_{layer}"] = np.zeros((1, c.n_heads, c.head_dim, W), np.float32)
-            self.feeds[f"v_cache_{layer}"] = np.zeros((1, c.n_heads, W, c.head_dim), np.float32)
-        self.t = 0
+        self.feeder.reset()
 
     def inputs_for(self, token: int) -> dict:
-        """The feeds of the next step (a copy: safe to keep as a calibration sample)."""
-        if self.t >= self.window:
-            raise ValueError(f"append-only window of {self.window} slots is full")
-        self.feeds["x"][...] = self.weights["embedding"][token]
-        self.feeds["dist"][...] = 0.0
-        self.feeds["dist"][0, 0, 0, : self.t] = self.t - np.arange(self.t)
-        return {k: v.copy() for k, v in self.feeds.items()}
+        """The inputs of the next step (copies: safe to keep as a calibration sample)."""
+        return self.feeder.next_inputs(token)
 
     def step(self, token: int) -> dict:
-        feeds = self.inputs_for(token)
-        outputs = dict(zip(self.output_names, self.session.run(None, feeds)))
-        self.append(outputs)
-        return outputs
+        """One step; name -> float32 copy of every output."""
+        return self.feeder.step_outputs(token)
 
-    def append(self, outputs: dict) -> None:
-        t = self.t
-        for layer in range(self.config.n_layers):
-            self.feeds[f"k_cache_{layer}"][..., t] = outputs[f"k_new_{layer}"][..., 0]
-            self.feeds[f"v_cache_{layer}"][:, :, t, :] = outputs[f"v_new_{layer}"][:, :, 0, :]
-        self.feeds["mask"][0, 0, 0, t] = 0.0
-        self.t += 1
+    def close(self) -> None:
+        self.backend.close()
+        self._folder.cleanup()
 
 
 def _onnx_nodes(onnx_bytes: bytes):
@@ -258,14 +245,14 @@ def check_onnx_against_reference(stepper: OnnxStepper, tokens: list[int], atol: 
     worst = 0.0
     for token in tokens:
         feeds = stepper.inputs_for(token)
-        outputs = dict(zip(stepper.output_names, stepper.session.run(None, feeds)))
-        logits, _, _ = ref.decode_step(stepper.weights, c, feeds["x"], feeds["mask"], feeds["dist"],
-                                       [feeds[f"k_cache_{l}"] for l in range(c.n_layers)],
-                                       [feeds[f"v_cache_{l}"] for l in range(c.n_layers)])
+        outputs = stepper.step(token)  # the same inputs, run by onnxruntime
+        logits, _, _ = ref.decode_step(stepper.weights, c, feeds[decode_step.X], feeds[decode_step.MASK],
+                                       feeds[decode_step.DIST],
+                                       [feeds[decode_step.k_cache(l)] for l in range(c.n_layers)],
+                                       [feeds[decode_step.v_cache(l)] for l in range(c.n_layers)])
         if stepper.log_probs:  # the graph ends in LogSoftmax
             logits = logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())
-        worst = max(worst, float(np.abs(outputs["logits"] - logits).max()))
-        stepper.append(outputs)
+        worst = max(worst, float(np.abs(outputs[decode_step.LOGITS] - logits).max()))
     stepper.reset()
     if worst > atol:
         raise RuntimeError(f"ONNX decode step disagrees with tpu_driver/reference_model.py: max |logit diff| "
@@ -296,7 +283,7 @@ def golden_data(stepper: OnnxStepper, tokenizer, tokens: list[int]) -> dict:
     stepper.reset()
     steps = []
     for token in tokens:
-        logits = stepper.step(token)["logits"][0]
+        logits = stepper.step(token)[decode_step.LOGITS][0]
         top = np.argsort(-logits, kind="stable")[:5]
         steps.append({"token": int(token), "top5_ids": [int(i) for i in top],
                       "top5_logits": [round(float(logits[i]), 4) for i in top]})
@@ -306,7 +293,7 @@ def golden_data(stepper: OnnxStepper, tokenizer, tokens: list[int]) -> dict:
         stepper.reset()
         ids = tokenizer.encode(context, bos=True)
         for token in ids:
-            logits = stepper.step(token)["logits"][0]
+            logits = stepper.step(token)[decode_step.LOGITS][0]
         candidates = tokenizer.prefix_ids(prefix)
         best = candidates[np.argsort(-logits[candidates], kind="stable")[:3]]
         start = is_sentence_start(context + " ")

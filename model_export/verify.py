@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from runtime.errors import UserError
+from tpu_driver import decode_step
+from tpu_driver.feeder import InOrderFeeder
 
 VERIFY_PARAGRAPH = 0  # verify and golden.json use valid paragraphs from here on (export calibrates on later ones)
 
@@ -84,51 +86,6 @@ def centred_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return cosine(a - a.mean(), b - b.mean())
 
 
-class WindowFeeder:
-    """Writes one decode step's inputs into a backend and appends its new K/V (append-only window)."""
-
-    def __init__(self, backend, config, weights):
-        from tpu_driver.reference_model import MASK_EMPTY
-
-        self.backend, self.config, self.weights = backend, config, weights
-        W = config.window
-        self.mask = np.full((1, 1, 1, W), MASK_EMPTY, np.float32)  # [1,1,1,W] additive
-        self.dist = np.zeros((1, 1, 1, W), np.float32)  # [1,1,1,W] query - key position
-        for layer in range(config.n_layers):  # empty caches
-            backend.input(f"k_cache_{layer}").write(np.zeros((1, config.n_heads, config.head_dim, W), np.float32))
-            backend.input(f"v_cache_{layer}").write(np.zeros((1, config.n_heads, W, config.head_dim), np.float32))
-        self.t = 0
-
-    def step(self, token: int) -> np.ndarray:
-        """Run one token; returns logits float32 [V] (a copy)."""
-        backend, t = self.backend, self.t
-        self.dist[...] = 0.0
-        self.dist[0, 0, 0, :t] = t - np.arange(t)
-        backend.input("x").write(self.weights["embedding"][token][None, None, :])
-        backend.input("mask").write(self.mask)
-        backend.input("dist").write(self.dist)
-        backend.run()
-        logits = np.array(backend.output("logits").read(), dtype=np.float32).reshape(-1)
-        for layer in range(self.config.n_layers):
-            k_new = backend.output(f"k_new_{layer}").read()  # [1,H,hd,1]
-            v_new = backend.output(f"v_new_{layer}").read()  # [1,H,1,hd]
-            backend.input(f"k_cache_{layer}").write(np.asarray(k_new), index=(..., slice(t, t + 1)))
-            backend.input(f"v_cache_{layer}").write(np.asarray(v_new), index=(slice(None), slice(None), slice(t, t + 1)))
-        self.mask[0, 0, 0, t] = 0.0
-        self.t += 1
-        return logits
-
-    def current_inputs(self, token: int) -> dict:
-        """The inputs the next step would get (for --debug), read back from the backend."""
-        feeds = {name: np.array(self.backend.input(name).read(), np.float32) for name in self.backend.inputs}
-        t = self.t
-        dist = np.zeros_like(self.dist)
-        dist[0, 0, 0, :t] = t - np.arange(t)
-        feeds.update({"x": self.weights["embedding"][token][None, None, :].astype(np.float32),
-                      "mask": self.mask.copy(), "dist": dist})
-        return feeds
-
-
 RAW_LOGITS = "logits_raw"  # the head's output before the LogSoftmax (model_export/onnx_graph.py)
 
 
@@ -167,8 +124,8 @@ def verify_bundle(bundle_dir: Path, steps: int, corpus_dir: Path, debug: bool = 
     onnx_backend = open_backend("onnx", {"onnx": reference_onnx_with_raw_logits(bundle, Path(work.name))})
     cmodel_backend = open_backend("cmodel", bundle)
     try:
-        reference, compiled = WindowFeeder(onnx_backend, config, weights), WindowFeeder(cmodel_backend, config, weights)
-        raw_logits = onnx_backend.output(RAW_LOGITS if RAW_LOGITS in onnx_backend.outputs else "logits")
+        reference, compiled = InOrderFeeder(onnx_backend, weights["embedding"]), InOrderFeeder(cmodel_backend, weights["embedding"])
+        raw_logits = onnx_backend.output(RAW_LOGITS if RAW_LOGITS in onnx_backend.outputs else decode_step.LOGITS)
         is_word = bundle.tokenizer.is_word  # (V,) bool: tokens that can be suggested
         cosines, agree, word_agree, step_ms, margins = [], 0, 0, [], []
         clear, clear_agree = 0, 0  # steps whose reference top-2 margin is at least one BF16 step
@@ -230,8 +187,8 @@ def cmodel_check(bundle_dir: Path, tokens: list[int], min_cosine: float = EXPORT
     onnx_backend = open_backend("onnx", bundle)
     cmodel_backend = open_backend("cmodel", bundle)
     try:
-        reference = WindowFeeder(onnx_backend, bundle.config, weights)
-        compiled = WindowFeeder(cmodel_backend, bundle.config, weights)
+        reference = InOrderFeeder(onnx_backend, weights["embedding"])
+        compiled = InOrderFeeder(cmodel_backend, weights["embedding"])
         cosines, agree = [], 0
         for token in tokens:
             want, got = reference.step(token), compiled.step(token)
@@ -335,10 +292,10 @@ def first_divergence(bundle, config, weights, tokens: list[int], threshold: floa
     # the inputs of the inspected step, as the onnx backend's own window holds them
     onnx_backend = open_backend("onnx", bundle)
     try:
-        feeder = WindowFeeder(onnx_backend, config, weights)
+        feeder = InOrderFeeder(onnx_backend, weights["embedding"])
         for token in tokens[:-1]:
             feeder.step(token)
-        feeds = feeder.current_inputs(tokens[-1])
+        feeds = feeder.next_inputs(tokens[-1])
     finally:
         onnx_backend.close()
 
@@ -380,7 +337,7 @@ def first_divergence(bundle, config, weights, tokens: list[int], threshold: floa
         want = onnx_values[name]
         if value.size != want.size:
             continue
-        c = centred_cosine(want, value) if name == "logits" else cosine(want, value)  # log-probs: centred
+        c = centred_cosine(want, value) if name == decode_step.LOGITS else cosine(want, value)  # log-probs: centred
         rows.append({"tensor": name, "compiled": cname, "cosine": round(c, 6)})
         if first_bad is None and c < threshold:
             first_bad = rows[-1]

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from board_tests.onboard import boardenv
-from board_tests.onboard.decode import SequentialDecoder
+from tpu_driver import decode_step
+from tpu_driver.feeder import InOrderFeeder
 from board_tests.onboard.golden import compare_logits, compare_suggestions
 from board_tests.onboard.test_ion import ion_used_bytes
 from board_tests.onboard.test_keyboard import keyboards, parse_input_devices
@@ -137,11 +138,6 @@ def test_suggestion_tolerance_exact_for_fp32_loose_for_quantised():
         compare_suggestions(case, context, *one_shared, "int4", "cmodel")
 
 
-class _Spec:
-    def __init__(self, shape):
-        self.shape = shape
-
-
 class _TensorIO:
     def __init__(self, array):
         self.array = array
@@ -164,14 +160,8 @@ class ReferenceBackendDouble:
 
     def __init__(self, weights, cfg):
         self.weights, self.cfg = weights, cfg
-        D, H, hd, W = cfg.d_model, cfg.n_heads, cfg.head_dim, cfg.window
-        shapes = {"x": (1, 1, D), "mask": (1, 1, 1, W), "dist": (1, 1, 1, W)}
-        for l in range(cfg.n_layers):
-            shapes[f"k_cache_{l}"] = (1, H, hd, W)
-            shapes[f"v_cache_{l}"] = (1, H, W, hd)
-        self.inputs = {n: _Spec(s) for n, s in shapes.items()}
-        self._in = {n: _TensorIO(np.zeros(s, np.float32)) for n, s in shapes.items()}
-        self.outputs = {"logits": _Spec((1, cfg.vocab_size))}
+        self.inputs, self.outputs = decode_step.io_specs(cfg)
+        self._in = {n: _TensorIO(np.zeros(spec.shape, np.float32)) for n, spec in self.inputs.items()}
         self._out = {}
 
     def input(self, name):
@@ -199,7 +189,7 @@ def test_sequential_decoder_matches_full_attention_oracle():
         weights[name] = weights[name] + rng.standard_normal(weights[name].shape).astype(np.float32) * 0.3
     tokens = [5, 17, 3, 60, 22, 9, 41, 1, 8]
     backend = ReferenceBackendDouble(weights, cfg)
-    decoder = SequentialDecoder(backend, weights["embedding"])
+    decoder = InOrderFeeder(backend, weights["embedding"])
     decoder.reset()
     stepped = np.stack([decoder.step(t).copy() for t in tokens])
     full = ref.forward_sequence(weights, cfg, tokens)

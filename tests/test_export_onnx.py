@@ -170,9 +170,9 @@ def test_onnx_only_bundle_round_trips_through_runtime_bundle(tiny, tmp_path, cap
     # golden.json: the onnx backend reproduces its per-step top-5
     golden = json.loads((out / "golden.json").read_text())
     weights = ref.load_weights(out / "weights.npz", bundle.config)
-    from model_export.verify import WindowFeeder
+    from tpu_driver.feeder import InOrderFeeder
     with open_backend("onnx", bundle) as backend:
-        feeder = WindowFeeder(backend, bundle.config, weights)
+        feeder = InOrderFeeder(backend, weights["embedding"])
         for step in golden["steps"]:
             logits = feeder.step(step["token"])
             assert [int(i) for i in np.argsort(-logits, kind="stable")[:5]] == step["top5_ids"]

@@ -41,7 +41,8 @@ def check_bundle(bundle_dir):
 
 def check_numpy_golden(bundle_dir):
     from board_tests.onboard import boardenv
-    from board_tests.onboard.decode import SequentialDecoder, load_embedding
+    from board_tests.onboard.decode import load_embedding
+    from tpu_driver.feeder import InOrderFeeder
     from board_tests.onboard.golden import compare_logits
     from runtime.bundle import load_bundle
     from tpu_driver.backends import open_backend
@@ -49,7 +50,7 @@ def check_numpy_golden(bundle_dir):
     golden = boardenv.read_golden(bundle_dir)
     backend = open_backend("numpy", load_bundle(bundle_dir))
     try:
-        decoder = SequentialDecoder(backend, load_embedding(bundle_dir))
+        decoder = InOrderFeeder(backend, load_embedding(bundle_dir))
         decoder.reset()
         started = time.perf_counter()
         logits = [decoder.step(t).copy() for t in golden["tokens"]]
@@ -96,6 +97,7 @@ def check_kv_window(bundle_dir):
     from board_tests.onboard.decode import load_embedding
     from kv_window.window import KVWindow
     from runtime.bundle import load_bundle
+    from tpu_driver import decode_step
     from tpu_driver.backends import open_backend
 
     bundle = load_bundle(bundle_dir)
@@ -109,11 +111,11 @@ def check_kv_window(bundle_dir):
         x = np.zeros((1, 1, embedding.shape[1]), np.float32)  # (1,1,D) f32
         for i in range(40):
             x[0, 0, :] = embedding[tokens[i % len(tokens)]]
-            backend.input("x").write(x)
+            backend.input(decode_step.X).write(x)
             window.prepare_step()
             backend.run()
             window.commit_step()
-        logits = backend.output("logits").read().reshape(-1)
+        logits = backend.output(decode_step.LOGITS).read().reshape(-1)
         ids, values = _top5(logits)
         kept = [int(t) for t in window.kept_tokens()]
     finally:

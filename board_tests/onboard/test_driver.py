@@ -68,7 +68,8 @@ def test_tpu_forward_matches_golden_logits():
     """The decode step over golden.json's tokens (slots filled in order) against its fp32
     onnxruntime top-5 logits, with the tolerance of board_tests/onboard/golden.py."""
     boardenv.require_board()
-    from board_tests.onboard.decode import SequentialDecoder, load_embedding
+    from board_tests.onboard.decode import load_embedding
+    from tpu_driver.feeder import InOrderFeeder
     from board_tests.onboard.golden import compare_logits
 
     path = boardenv.bundle_dir()
@@ -76,7 +77,7 @@ def test_tpu_forward_matches_golden_logits():
     quant = boardenv.read_manifest(path)["quant"]
     backend = _open_backend(path)
     try:
-        decoder = SequentialDecoder(backend, load_embedding(path))
+        decoder = InOrderFeeder(backend, load_embedding(path))
         decoder.reset()
         all_logits = [decoder.step(token).copy() for token in golden["tokens"]]
     finally:

@@ -22,7 +22,8 @@ def percentile(values: list[float], q: float) -> float:
 
 def test_decode_step_latency():
     boardenv.require_board()
-    from board_tests.onboard.decode import SequentialDecoder, load_embedding
+    from board_tests.onboard.decode import load_embedding
+    from tpu_driver.feeder import InOrderFeeder
     from runtime.bundle import load_bundle
     from tpu_driver.backends import open_backend
 
@@ -31,7 +32,7 @@ def test_decode_step_latency():
     golden = boardenv.read_golden(path)
     backend = open_backend(boardenv.backend_name(), load_bundle(path))
     try:
-        decoder = SequentialDecoder(backend, load_embedding(path))
+        decoder = InOrderFeeder(backend, load_embedding(path))
         decoder.reset()
         tokens = golden["tokens"]
         times_ms = []
