@@ -68,33 +68,6 @@ class CannedBackend(BackendBase):
         self._step += 1
 
 
-def _driver(bundle_dir: str, text_path: str, keystrokes: int, seed: int, typo_rate: float) -> None:
-    """Runs inside valgrind: the replay, et_mark after each keystroke."""
-    from measure.bench import run_replay
-    from measure.evaluate import read_eval_text
-    from runtime.bundle import load_bundle
-    from runtime.engine import Session, _make_window
-
-    bundle = load_bundle(bundle_dir)
-    backend = CannedBackend(bundle.config)
-    window = _make_window(backend, bundle, None, max_rollback=64)
-    session = Session(bundle, backend, window=window, core="native")
-    mark = session.core._lib.et_mark
-    text, _ = read_eval_text(text_path)
-    counter = [0]
-    original = session.suggestions
-
-    def suggestions(k=3):
-        result = original(k)
-        counter[0] += 1
-        mark(counter[0])  # the dump boundary: everything since the last mark is one keystroke
-        return result
-
-    session.suggestions = suggestions
-    replay = run_replay(session, text, keystrokes, typo_rate, seed)
-    print(json.dumps({"forward_calls": replay.forward_calls}))
-
-
 def count_instructions(bundle_dir: str, text_path: str, keystrokes: int = 300, seed: int = 0,
                        typo_rate: float = 0.03) -> dict:
     """x86-64 instructions (callgrind Ir) of each keystroke of the replay; needs valgrind."""
@@ -103,8 +76,8 @@ def count_instructions(bundle_dir: str, text_path: str, keystrokes: int = 300, s
         raise UserError("counting instructions needs valgrind (apt-get install valgrind)")
     with tempfile.TemporaryDirectory(prefix="edgetype-cpu-count-") as directory:
         out = os.path.join(directory, "callgrind.out")
-        code = ("import sys; from measure.cpu_count import _driver; "
-                f"_driver({bundle_dir!r}, {text_path!r}, {keystrokes}, {seed}, {typo_rate})")
+        code = ("import sys; from measure.cpu_count_replay import replay_marked; "
+                f"replay_marked({bundle_dir!r}, {text_path!r}, {keystrokes}, {seed}, {typo_rate})")
         if not COUNTING_LIBRARY.exists():
             raise UserError(f"{COUNTING_LIBRARY}: missing; build it with `make native-count` (needs valgrind's callgrind.h)")
         run = subprocess.run([valgrind, "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no",
