@@ -171,3 +171,12 @@ def test_overlay_demo_replay_on_riscv64_is_identical_to_x86(bundle_kind, tmp_pat
         assert lines[-1] == "riscv64 and x86 replays identical"
         assert lines[0].startswith("riscv64:") and lines[1].startswith("x86:")
         assert lines[0].split(":", 1)[1].strip() == lines[1].split(":", 1)[1].strip()
+
+
+def test_riscv64_script_passes_shellcheck():
+    from test_firmware_overlay import ensure_apt_tool
+
+    shellcheck = ensure_apt_tool("shellcheck", "shellcheck")
+    assert shellcheck, "shellcheck missing: apt-get install shellcheck (Debian package)"
+    result = subprocess.run([shellcheck, str(SCRIPT)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
