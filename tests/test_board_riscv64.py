@@ -180,3 +180,14 @@ def test_riscv64_script_passes_shellcheck():
     assert shellcheck, "shellcheck missing: apt-get install shellcheck (Debian package)"
     result = subprocess.run([shellcheck, str(SCRIPT)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_compare_replay_requires_identical_text_and_suggestions():
+    from board_tests.riscv64 import compare_replay
+
+    same = {"text": "the cat ", "suggestions": ["sat", "is", "was"], "keystrokes": 8,
+            "accepted": 1, "backend": "numpy"}
+    assert compare_replay(same, dict(same))["ok"]
+    reordered = dict(same, suggestions=["is", "sat", "was"])
+    assert compare_replay(reordered, same)["differ"] == ["suggestions"]
+    assert not compare_replay(dict(same, text="the cat"), same)["ok"]
