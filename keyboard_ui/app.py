@@ -29,6 +29,7 @@ from keyboard_ui.events import Action, KeyEventDecoder, is_word_boundary
 from keyboard_ui.journal import Journal
 from keyboard_ui.recording import EventRecorder, InputEvent
 from keyboard_ui.render import Frame, TerminalScreen
+from runtime.percentiles import percentile as percentile_of
 
 SUGGESTION_COUNT = 3
 
@@ -234,10 +235,9 @@ class Demo:
     def summary(self) -> dict:
         latencies = sorted(self.timings.values("total"))
 
-        def percentile(q: float, values=latencies) -> float | None:
-            if not values:
-                return None
-            return round(values[min(len(values) - 1, int(q * len(values)))], 3)
+        def percentile(q: float, values=latencies) -> float | None:  # q in 0..1
+            value = percentile_of(values, q * 100)
+            return None if value is None else round(value, 3)
 
         result = {
             "text": self.session.text,

@@ -21,16 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from runtime.errors import UserError
+from runtime.percentiles import percentiles  # noqa: F401 - also measure.bench.percentiles
 from runtime.tokenizer import WORD
 
 DEFAULT_TEXT = Path(__file__).resolve().parents[1] / "models" / "corpus" / "test.txt.gz"
-
-
-def percentiles(values, qs=(50, 95, 99)) -> dict:
-    if len(values) == 0:
-        return {f"p{q}": None for q in qs}
-    array = np.asarray(values, dtype=np.float64)
-    return {f"p{q}": round(float(np.percentile(array, q)), 4) for q in qs}
 
 
 class _Replay:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.errors import UserError
+from runtime.percentiles import percentile, percentiles
 
 DEFAULT_TEXT = Path(__file__).resolve().parents[1] / "models" / "corpus" / "test.txt.gz"
 SCREEN_COLUMNS, SCREEN_ROWS = 80, 24
@@ -36,13 +37,6 @@ def rss_mib() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024.0
     raise UserError("no VmRSS in /proc/self/status: bench demo needs Linux")
-
-
-def _quantiles(values, qs=(50, 95, 99)) -> dict:
-    if len(values) == 0:
-        return {f"p{q}": None for q in qs}
-    array = np.asarray(values, dtype=np.float64)
-    return {f"p{q}": round(float(np.percentile(array, q)), 4) for q in qs}
 
 
 class KeyTyper:
@@ -163,11 +157,11 @@ def run_demo_bench(args) -> dict:
         "skipped_chars": driven["skipped_chars"],
         "keystrokes": n,
         "accepted": demo.accepted,
-        "key_ms": {**_quantiles(key), "max": round(float(key.max()), 4)},
-        "key_ms_first_1000": _quantiles(key[:1000], (50, 99)),
-        "key_ms_last_1000": _quantiles(key[-1000:], (50, 99)),
-        "parts_ms": {name: _quantiles(column[name], (50, 99)) for name in TIMING_PARTS},
-        "parts_ms_last_1000": {name: _quantiles(column[name][-1000:], (50, 99)) for name in TIMING_PARTS},
+        "key_ms": {**percentiles(key), "max": round(float(key.max()), 4)},
+        "key_ms_first_1000": percentiles(key[:1000], (50, 99)),
+        "key_ms_last_1000": percentiles(key[-1000:], (50, 99)),
+        "parts_ms": {name: percentiles(column[name], (50, 99)) for name in TIMING_PARTS},
+        "parts_ms_last_1000": {name: percentiles(column[name][-1000:], (50, 99)) for name in TIMING_PARTS},
         "journal_sync_note": "the fsync of a finished word runs after the screen bytes are out (not in key_ms)",
         "rss_mib_start": round(rss_start, 2),
         "rss_mib_end": round(rss_end, 2),
@@ -248,7 +242,7 @@ def plot_demo(report: dict, positions, key_ms, path) -> None:
     window = 501
     if len(key_ms) > window:
         padded = np.pad(key_ms, window // 2, mode="edge")
-        running = np.array([np.percentile(padded[i:i + window], 99) for i in range(0, len(key_ms), 50)])
+        running = np.array([percentile(padded[i:i + window], 99) for i in range(0, len(key_ms), 50)])
         ax.plot(positions[::50][:len(running)], running, linewidth=1.2, label="running p99 (501 keys)")
     ax.set(yscale="log", xlabel="position in the text (characters)", ylabel="ms, event in -> screen bytes out",
            title=f"bench demo: {report['keystrokes']} keys, {report['backend']}, core {report['core']}")

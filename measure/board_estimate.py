@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from runtime.errors import UserError
+from runtime.percentiles import percentiles
 
 LABEL = "ESTIMATE, not a measurement"
 CALIBRATION_PATH = Path(__file__).resolve().parents[1] / "models" / "estimate_calibration.json"
@@ -408,7 +409,7 @@ def estimate_keystroke_ms(step_stats, forward_calls_per_keystroke, host_overhead
         values = np.asarray(values, dtype=np.float64)
         if values.ndim == 0:
             return round(float(values), 4)
-        return {"p50": round(float(np.percentile(values, 50)), 4), "p95": round(float(np.percentile(values, 95)), 4),
+        return {**percentiles(values, (50, 95)),
                 "mean": round(float(values.mean()), 4)}
 
     result = at(cpu_scale)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from runtime.errors import UserError
+from runtime.suggestion_rule import MAX_PARTIAL_CHARS, suggests_for
 from runtime.tokenizer import WORD
 
 
@@ -173,12 +174,11 @@ class NgramPredictor:
     """The n-gram baseline (measure/ngram.py NgramModel) with the engine's suggestion rules: the
     same context tokens (words lowercased, punctuation, "\\n"), prefix filter and casing."""
 
-    def __init__(self, ngram, max_partial_chars: int = 40, context_tokens: int = 8):
+    def __init__(self, ngram, context_tokens: int = 8):
         from runtime.tokenizer import casing_context
 
         self._casing_context = casing_context
         self.ngram = ngram
-        self.max_partial_chars = max_partial_chars
         self.context_tokens = context_tokens
         self.reset()
 
@@ -190,7 +190,7 @@ class NgramPredictor:
     def insert(self, text: str) -> None:
         from runtime.tokenizer import split_pieces
 
-        self._recent = (self._recent + text)[-(64 + self.max_partial_chars):]
+        self._recent = (self._recent + text)[-(64 + MAX_PARTIAL_CHARS):]
         tail = self._partial + text
         cut = len(tail)
         while cut > 0 and WORD.fullmatch(tail[cut - 1]):
@@ -204,7 +204,7 @@ class NgramPredictor:
 
     def suggest(self, k: int) -> list[str]:
         partial = self._partial
-        if len(partial) > self.max_partial_chars:
+        if not suggests_for(partial):
             return []
         casing = self._casing_context(self._recent[:len(self._recent) - len(partial)])
         return self.ngram.suggest_cased(list(self._context), partial, casing, k)

@@ -375,14 +375,11 @@ class NgramModel:
     def suggest_cased(self, context_words: list[str], typed_prefix: str, sentence_start: bool,
                       k: int = 3) -> list[str]:
         """Suggestions cased like the model's (runtime.tokenizer.apply_casing)."""
-        from runtime.tokenizer import apply_casing, completes
+        from runtime.suggestion_rule import pick
+        from runtime.tokenizer import apply_casing
 
-        out = []
-        for word, _ in self.suggest(context_words, typed_prefix.lower(), k + 3):
-            surface = apply_casing(word, typed_prefix, sentence_start, self.casing.get(word))
-            if surface not in out and completes(surface, typed_prefix):
-                out.append(surface)
-        return out[:k]
+        return pick((apply_casing(word, typed_prefix, sentence_start, self.casing.get(word))
+                     for word, _ in self.suggest(context_words, typed_prefix.lower(), k + 3)), typed_prefix, k)
 
     # -- files -------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

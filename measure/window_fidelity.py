@@ -18,11 +18,12 @@ import time
 import numpy as np
 
 from tpu_driver.reference_model import ModelConfig, forward_sequence
-from runtime.tokenizer import WORD_CHARS, completes, is_sentence_start
+from runtime.percentiles import percentile
+from runtime.suggestion_rule import pick, suggests_for
+from runtime.tokenizer import WORD_CHARS, is_sentence_start
 
 from kv_window.window import KVWindow
 
-MAX_PARTIAL_CHARS = 24  # longer partial words get no suggestions (as the engine)
 
 
 def full_context_logits(weights: dict, cfg: ModelConfig, tokens, chunk: int = 256) -> np.ndarray:
@@ -102,7 +103,7 @@ class LogitsPredictor:
 
     def suggest(self, k: int) -> list[str]:
         partial = self.text[self.context_end:]
-        if len(partial) > MAX_PARTIAL_CHARS or self.context_tokens - 1 >= len(self.rows):
+        if not suggests_for(partial) or self.context_tokens - 1 >= len(self.rows):
             return []
         ids = self.tokenizer.prefix_ids(partial)
         if len(ids) == 0:
@@ -113,14 +114,7 @@ class LogitsPredictor:
         chosen = np.argpartition(-scores, want - 1)[:want] if want < len(ids) else np.arange(len(ids))
         chosen = chosen[np.argsort(-scores[chosen], kind="stable")]
         sentence_start = not partial and is_sentence_start(self.text[max(0, self.context_end - 64):self.context_end])
-        result = []
-        for j in chosen:
-            word = self.tokenizer.surface(int(ids[j]), partial, sentence_start)
-            if word not in result and completes(word, partial):
-                result.append(word)
-                if len(result) == k:
-                    break
-        return result
+        return pick((self.tokenizer.surface(int(ids[j]), partial, sentence_start) for j in chosen), partial, k)
 
 
 def ksr(text: str, tokenizer, rows: np.ndarray, k: int = 3) -> float:
@@ -133,7 +127,7 @@ def summarize_steps(step_ms: np.ndarray, changed: np.ndarray) -> dict:
     """Wall-clock step times (EVALUATION.md), for all steps and for the evicting/swapping ones
     (the worst step being a non-evicting one points at the host, not at the window)."""
     out = {"median_step_ms": round(float(np.median(step_ms)), 4), "max_step_ms": round(float(step_ms.max()), 4),
-           "p99_step_ms": round(float(np.percentile(step_ms, 99)), 4), "evicting_steps": int(changed.sum())}
+           "p99_step_ms": round(percentile(step_ms, 99), 4), "evicting_steps": int(changed.sum())}
     if changed.any():
         out["median_evicting_step_ms"] = round(float(np.median(step_ms[changed])), 4)
         out["max_evicting_step_ms"] = round(float(step_ms[changed].max()), 4)
@@ -214,5 +208,5 @@ def long_session(backend, cfg: ModelConfig, embedding: np.ndarray, tokens, windo
     return {"tokens": T, "segment_median_step_ms": [round(float(np.median(p)), 4) for p in parts],
             "segment_max_step_ms": [round(float(p.max()), 4) for p in parts], "segment_rss_mib": rss,
             "median_step_ms": round(float(np.median(step_ms)), 4), "max_step_ms": round(float(step_ms.max()), 4),
-            "p99_step_ms": round(float(np.percentile(step_ms, 99)), 4), **summarize_steps(step_ms, changed),
+            "p99_step_ms": round(percentile(step_ms, 99), 4), **summarize_steps(step_ms, changed),
             "model_run": run_model, "occupied": window.occupied, "n_tokens": window.n_tokens}

@@ -278,6 +278,7 @@ def calibration_samples(stepper: OnnxStepper, tokens: list[int], count: int) -> 
 
 def golden_data(stepper: OnnxStepper, tokenizer, tokens: list[int]) -> dict:
     """Per step the ONNX top-5 next-token ids and logits; and top-3 suggestions for fixed contexts."""
+    from runtime.suggestion_rule import accept
     from runtime.tokenizer import is_sentence_start
 
     stepper.reset()
@@ -295,18 +296,24 @@ def golden_data(stepper: OnnxStepper, tokenizer, tokens: list[int]) -> dict:
         for token in ids:
             logits = stepper.step(token)[decode_step.LOGITS][0]
         candidates = tokenizer.prefix_ids(prefix)
-        best = candidates[np.argsort(-logits[candidates], kind="stable")[:3]]
         start = is_sentence_start(context + " ")
+        best, words, seen = [], [], set()
+        for i in candidates[np.argsort(-logits[candidates], kind="stable")]:  # the suggestion rule, best first
+            word = tokenizer.surface(int(i), prefix, start)
+            if accept(word, prefix, seen):
+                best.append(int(i))
+                words.append(word)
+                if len(best) == 3:
+                    break
         suggestions.append({"context": context, "prefix": prefix, "context_ids": [int(i) for i in ids],
-                            "top3_ids": [int(i) for i in best],
-                            "suggestions": [tokenizer.surface(int(i), prefix, start) for i in best]})
+                            "top3_ids": best, "suggestions": words})
     stepper.reset()
     return {"format_version": 1, "backend": "onnx (onnxruntime, float32)",
             "window": "append-only: slot t holds token t; dist = t - slot; mask 0 for occupied slots",
             "bos": True, "steps": steps, "suggestions": suggestions,
             "note": "tokens are the first tokens of models/corpus/valid.txt.gz (held-out validation text); "
                     "suggestions: top-3 word tokens after the context's tokens, filtered by prefix, cased "
-                    "by runtime.tokenizer.Tokenizer.surface"}
+                    "by runtime.tokenizer.Tokenizer.surface, kept by runtime/suggestion_rule.py"}
 
 
 def matmuls_by_weight_name(onnx_bytes: bytes, weight_pattern: str) -> list[str]:

@@ -7,7 +7,7 @@
 - the session's recent-words cache (runtime/recent_words.py) mixed in:
   P = keep P_model + lam count/total + mu P_cache(w | w2 w1);
 - merged by probability, cased (`apply_casing`), deduplicated case-insensitively, and only words
-  that add a character (`tokenizer.completes`).
+  that add a character (runtime/suggestion_rule.py, shared with every evaluation).
 Suggestion.prob is the word's probability as the next word, not renormalised over the prefix.
 
 `core.top_prefix` is the per-key vector work (runtime/keystroke_core.py: the Python reference and its
@@ -23,9 +23,9 @@ import numpy as np
 
 from runtime.errors import UserError
 from runtime.recent_words import RecentWords
-from runtime.tokenizer import UNK_ID, Tokenizer, apply_casing, completes
+from runtime.suggestion_rule import MAX_PARTIAL_CHARS, accept, suggests_for
+from runtime.tokenizer import UNK_ID, Tokenizer, apply_casing
 
-MAX_PARTIAL_CHARS = 40  # longer partial words get no suggestions (and no prefix lookup)
 SUGGESTION_SLACK = 4  # extra candidates fetched so that deduplication still leaves k
 LEXICON_MIN_PREFIX = 2  # the OOV lexicon competes once 2+ characters are typed (its ranges are small then)
 LEXICON_WEIGHT = 0.1  # a lexicon word ranks by LEXICON_WEIGHT * P(<unk> | context) * P(word | <unk>) (tuned on valid, docs/quality.md)
@@ -70,7 +70,7 @@ class Ranker:
         """Up to k words completing `partial` (next words when it is empty), best first.
         log_probs: (V,) float32 next-token log-probabilities; sentence_start: casing at a sentence start
         (used only when nothing is typed yet)."""
-        if k <= 0 or len(partial) > MAX_PARTIAL_CHARS:
+        if k <= 0 or not suggests_for(partial):
             return []
         ids = self.tokenizer.prefix_ids(partial)  # (m,) view of the sorted prefix index
         lexicon = self._lexicon_candidates(partial, log_probs, k + SUGGESTION_SLACK)
@@ -92,10 +92,9 @@ class Ranker:
                 word = self.tokenizer.surface(token_id, partial, sentence_start)
             else:
                 word = self.tokenizer.lexicon_surface(index, partial, sentence_start)
-            key = word.lower()  # a recent word also ranked as a model word: keep the first (higher) one
-            if key in seen or not completes(word, partial):
+            # a recent word also ranked as a model word: the rule keeps the first (higher) one
+            if not accept(word, partial, seen):
                 continue
-            seen.add(key)
             result.append(Suggestion(word, float(np.exp(log_prob)), token_id))
             if len(result) == k:
                 break

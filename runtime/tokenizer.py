@@ -64,12 +64,6 @@ def is_sentence_start(text_before: str) -> bool:
     return not (abbreviation and (len(abbreviation.group(1)) == 1 or abbreviation.group(1).lower() in TITLES))
 
 
-def completes(suggestion: str, typed_prefix: str) -> bool:
-    """A suggestion must add characters: the word already typed in full saves nothing and would
-    only take a slot (one rule for the engine and the n-gram baseline)."""
-    return len(suggestion) > len(typed_prefix)
-
-
 # Casing of the next word from the text before it (casing_context): one of these modes.
 CASING_PLAIN, CASING_SENTENCE, CASING_TITLE, CASING_UPPER = "plain", "sentence", "title", "upper"
 _OPENING_QUOTE = re.compile(r'(^|[,:;]\s+|\n\s*|[.!?]\s+|\(\s*)"\Z')  # 'he said, "' -> capital

@@ -9,15 +9,10 @@ from __future__ import annotations
 import time
 
 from board_tests.onboard import boardenv
+from runtime.percentiles import percentile
 
 STEP_BUDGET_MS = 100.0  # p95 of one decode step on the TPU (EDGETYPE_STEP_BUDGET_MS overrides)
 KEYSTROKE_BUDGET_MS = 150.0  # p95 key -> 3 suggestions (EDGETYPE_KEYSTROKE_BUDGET_MS overrides)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, int(round(q / 100.0 * (len(ordered) - 1)))))
-    return ordered[index]
 
 
 def test_decode_step_latency():
