@@ -463,23 +463,3 @@ def register(subparsers, groups):
     parser.add_argument("--backend", default="onnx", help="host backend for that replay (default onnx)")
     parser.add_argument("--no-write", action="store_true", help=f"do not rewrite {RESULT_PATH.relative_to(REPO_ROOT)}")
     parser.set_defaults(func=_cmd_calibrate)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m model_export.calibrate_estimate [...]`, the same as `edgetype bench calibrate-estimate`."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="edgetype")
-    subparsers = parser.add_subparsers(dest="command")
-    bench = subparsers.add_parser("bench").add_subparsers(dest="bench_command")
-    register(subparsers, {"bench": bench})
-    args = parser.parse_args(["bench", "calibrate-estimate", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except UserError as error:
-        print(f"edgetype: error: {error}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,6 +19,11 @@ def _cmd_train(args) -> int:
     return run_train_command(args)
 
 
+def _cmd_tokenization_study(args) -> int:
+    from model_export.tokenization_study import run_study_command
+    return run_study_command(args)
+
+
 def _cmd_export(args) -> int:
     from model_export.export import run_export_command
     return run_export_command(args)
@@ -58,6 +63,11 @@ def register(subparsers, groups):
     from model_export.train import add_train_arguments
     add_train_arguments(train)
     train.set_defaults(func=_cmd_train)
+
+    study = subparsers.add_parser("tokenization-study", help="word-level vs character-level KSR (docs/model.md)")
+    from model_export.tokenization_study import add_study_arguments
+    add_study_arguments(study)
+    study.set_defaults(func=_cmd_tokenization_study)
 
     export = subparsers.add_parser("export", help="export a trained model to a bundle (ONNX + cvimodel)")
     export.add_argument("--chip", required=True, help="cv181x (Duo 256M) or cv180x (Duo); "

@@ -14,7 +14,6 @@ Run: `python -m model_export.tokenization_study --word-model DIR --char-model DI
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -274,25 +273,30 @@ def validation_slice(corpus_dir: Path, max_chars: int) -> list[str]:
     return out
 
 
-def main(argv=None) -> int:
+def add_study_arguments(parser) -> None:
+    """Flags of `edgetype tokenization-study` (docs/model.md)."""
+    parser.add_argument("--corpus", default="models/corpus")
+    parser.add_argument("--word-model", default="models/default")
+    parser.add_argument("--char-model", required=True)
+    parser.add_argument("--train-char-minutes", type=float, default=None,
+                        help="train the char model first (into --char-model)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--max-chars", type=int, default=4000)
+    parser.add_argument("--char-context", type=int, default=256)
+    parser.add_argument("--skip-eval", action="store_true")
+    parser.add_argument("-o", "--output", default=None, help="write the JSON result here too")
+
+
+def run_study_command(args) -> int:
+    """`edgetype tokenization-study`: word-level vs character-level KSR (docs/model.md)."""
     import torch
 
     from model_export.model import ModelShape, WordLM
     from tpu_driver.reference_model import ModelConfig, load_weights
     from runtime.tokenizer import Tokenizer
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", default="models/corpus")
-    parser.add_argument("--word-model", default="models/default")
-    parser.add_argument("--char-model", required=True)
-    parser.add_argument("--train-char-minutes", type=float, default=None,
-                        help="train the char model first (into --char-model)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--max-chars", type=int, default=4000)
-    parser.add_argument("--char-context", type=int, default=256)
-    parser.add_argument("--skip-eval", action="store_true")
-    parser.add_argument("-o", "--output", default=None, help="write the JSON result here too")
-    args = parser.parse_args(argv)
+    if args.device is None:
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
     corpus = Path(args.corpus)
     if args.train_char_minutes:
@@ -328,7 +332,3 @@ def main(argv=None) -> int:
         Path(args.output).write_text(json.dumps(result, indent=2))
     print(json.dumps(result))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -371,10 +371,3 @@ def run_train_command(args) -> int:
     else:
         print(" ".join(f"{k}={v}" for k, v in summary.items()))
     return 0
-
-
-if __name__ == "__main__":  # for machines where the whole `edgetype` CLI does not import
-    import argparse
-    _parser = argparse.ArgumentParser(prog="python -m model_export.train")
-    add_train_arguments(_parser)
-    sys.exit(run_train_command(_parser.parse_args()))

@@ -9,6 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 from runtime.errors import UserError
 from tpu_driver.backends import BACKEND_NAMES, available_backends, open_backend
 from tpu_driver.backends.base import ModelSource, TensorSpec, resolve_source
+from tpu_driver.errors import ModelClosedError, TensorWriteError
 
 
 def write_onnx(path, window=6):
@@ -46,12 +47,15 @@ def test_onnx_backend_runs_with_preallocated_inputs_and_slice_writes(tmp_path):
         backend.run()
         assert np.allclose(backend.output("y").read(), x @ w + 3.0)
         assert backend.last_run_ms is not None and backend.last_run_ms >= 0
-        with pytest.raises(UserError, match="'cache'.*shape"):
+        with pytest.raises(TensorWriteError, match="'cache'.*shape"):  # a bug in the caller: not a UserError
             backend.input("cache").write(np.ones((1, 4, 5)))
-        with pytest.raises(UserError, match="no input 'nope'"):
+        with pytest.raises(TensorWriteError, match="no input 'nope'"):
             backend.input("nope")
     backend.close()  # idempotent
-    with pytest.raises(UserError, match="after close"):
+    with pytest.raises(ModelClosedError, match="after close"):
+        backend.run()
+    assert not issubclass(ModelClosedError, UserError) and not issubclass(TensorWriteError, UserError)
+    with pytest.raises(ModelClosedError, match="after close"):
         backend.run()
 
 
@@ -92,7 +96,7 @@ def test_no_silent_fallback(tmp_path, monkeypatch):
         open_backend("gpu", tmp_path)
     with pytest.raises(UserError, match="needs model.onnx"):
         open_backend("onnx", {"cvimodel": tmp_path / "model.cvimodel"})
-    with pytest.raises(UserError, match="bundle object"):
+    with pytest.raises(TypeError, match="bundle object"):
         open_backend("numpy", str(tmp_path))
     report = available_backends()
     assert list(report) == list(BACKEND_NAMES)

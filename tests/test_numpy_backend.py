@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from runtime.errors import UserError
+from tpu_driver.errors import ModelClosedError, TensorWriteError
 from tpu_driver.reference_model import MASK_EMPTY, ModelConfig, decode_step, init_weights
 from tpu_driver.backends.numpy_ref import NumpyBackend
 
@@ -53,13 +54,13 @@ def test_slice_write_and_specs():
     k = backend.input("k_cache_0")
     k.write(np.ones((1, 4, 8, 1)), index=(..., slice(2, 3)))
     assert k.read()[..., 2].sum() == 32 and k.read().sum() == 32
-    with pytest.raises(UserError, match="k_cache_0"):
+    with pytest.raises(TensorWriteError, match="k_cache_0"):
         k.write(np.ones((1, 4, 8, 2)), index=(..., slice(2, 3)))
-    with pytest.raises(UserError, match="no input"):
+    with pytest.raises(TensorWriteError, match="no input"):
         backend.input("tokens")
     backend.close()
     backend.close()
-    with pytest.raises(UserError, match="after close"):
+    with pytest.raises(ModelClosedError, match="after close"):
         backend.run()
 
 

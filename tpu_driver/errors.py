@@ -1,8 +1,9 @@
 """Errors of the TPU driver, and `UserError`, the error type every package shares.
 
 `UserError` is defined here, at the bottom layer, so that the driver imports nothing above it;
-`runtime.errors` re-exports it for the packages above. Every driver error is a `UserError`
-(one line, exit code 2).
+`runtime.errors` re-exports it for the packages above. Every driver error the user can fix (no
+library, wrong chip, a bad file, a runtime failure) is a `UserError` (one line, exit code 2);
+misuse of the API by our own code (TensorWriteError, ModelClosedError) is not.
 
 `CVI_RC` codes (cviruntime `cvitpu_debug.h` -> `cvi_errno.h`) are `0xC0778000 | n`; the generic
 failure is -1. `CviRuntimeError` names the code, the call and what the driver was doing.
@@ -83,12 +84,13 @@ class ModelVersionError(TpuDriverError):
     """The cvimodel is newer than the runtime library supports."""
 
 
-class TensorWriteError(TpuDriverError):
-    """Wrong shape or dtype written to a tensor, or an unknown tensor name."""
+class TensorWriteError(ValueError):
+    """Wrong shape or dtype written to a tensor, or an unknown tensor name: a bug in the caller,
+    not a UserError (it raises with its traceback)."""
 
 
-class ModelClosedError(TpuDriverError):
-    """The model was used after close()."""
+class ModelClosedError(RuntimeError):
+    """The model (or backend) was used after close(): a bug in the caller, not a UserError."""
 
 
 class CviRuntimeError(TpuDriverError):

@@ -27,7 +27,7 @@ def open_backend(name: str, bundle_or_paths, **opts):
     module = _module(name)
     if name == "numpy":
         if isinstance(bundle_or_paths, (str, bytes)) or not hasattr(bundle_or_paths, "config"):
-            raise UserError("numpy backend needs a bundle object (runtime.bundle) with config and weights.npz")
+            raise TypeError("numpy backend needs a bundle object (runtime.bundle) with config and weights.npz")
         return module.open_numpy_backend(bundle_or_paths)
     return module.open_backend(bundle_or_paths, **opts)
 

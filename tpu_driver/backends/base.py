@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from tpu_driver.decode_step import TensorSpec  # noqa: F401 - the backend interface's tensor description
-from tpu_driver.errors import UserError
+from tpu_driver.errors import ModelClosedError, TensorWriteError, UserError
 
 
 class TensorIO(Protocol):
@@ -153,11 +153,11 @@ class ArrayTensor:
         target = self.array if index is None else self.array[index]
         values = np.asarray(values)
         if values.dtype.kind not in "fiub":
-            raise UserError(f"{self._backend.name} backend: tensor {self.name!r}: cannot write {values.dtype} values")
+            raise TensorWriteError(f"{self._backend.name} backend: tensor {self.name!r}: cannot write {values.dtype} values")
         if values.shape != target.shape:
             where = "" if index is None else f"[{index}]"
-            raise UserError(f"{self._backend.name} backend: tensor {self.name!r}{where}: shape {values.shape} "
-                            f"written, expected {target.shape}")
+            raise TensorWriteError(f"{self._backend.name} backend: tensor {self.name!r}{where}: shape {values.shape} "
+                                   f"written, expected {target.shape}")
         np.copyto(target, values, casting="unsafe")
 
     def read(self, index=None) -> np.ndarray:
@@ -181,18 +181,18 @@ class BackendBase:
 
     def _alive(self) -> None:
         if self.closed:
-            raise UserError(f"{self.name} backend used after close()")
+            raise ModelClosedError(f"{self.name} backend used after close()")
 
     def input(self, name: str):
         self._alive()
         if name not in self._input_io:
-            raise UserError(f"{self.name} backend has no input {name!r} (inputs: {', '.join(self.inputs)})")
+            raise TensorWriteError(f"{self.name} backend has no input {name!r} (inputs: {', '.join(self.inputs)})")
         return self._input_io[name]
 
     def output(self, name: str):
         self._alive()
         if name not in self._output_io:
-            raise UserError(f"{self.name} backend has no output {name!r} (outputs: {', '.join(self.outputs)})")
+            raise TensorWriteError(f"{self.name} backend has no output {name!r} (outputs: {', '.join(self.outputs)})")
         return self._output_io[name]
 
     def run(self) -> None:

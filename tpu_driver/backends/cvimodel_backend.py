@@ -11,7 +11,7 @@ import numpy as np
 
 from tpu_driver.backends.base import BackendBase, TensorSpec, resolve_source, specs_from_onnx
 from tpu_driver.model import CviModel
-from tpu_driver.errors import UserError
+from tpu_driver.errors import TensorWriteError, UserError
 
 
 class OutputSnapshot:
@@ -43,7 +43,7 @@ class OutputSnapshot:
         return self.values if index is None else self.values[index]
 
     def write(self, values, index=None) -> None:
-        raise UserError(f"output {self.name!r} is read-only")
+        raise TensorWriteError(f"output {self.name!r} is read-only")
 
 
 class CvimodelBackend(BackendBase):

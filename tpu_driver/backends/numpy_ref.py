@@ -149,10 +149,10 @@ def open_backend(source, **opts) -> NumpyBackend:
     """The numpy backend on a bundle object (`config`, `weights_path`: runtime/bundle.py loads one;
     the driver does not import runtime, so a folder path is not accepted here)."""
     if opts:
-        raise UserError(f"numpy backend: unknown options {', '.join(sorted(opts))}")
+        raise TypeError(f"numpy backend: unknown options {', '.join(sorted(opts))}")
     bundle = getattr(source, "bundle", None) or source  # a base.ModelSource carries the bundle
     if not hasattr(bundle, "config") or not hasattr(bundle, "weights_path"):
-        raise UserError("numpy backend needs a bundle or model folder (config.json + weights.npz)")
+        raise TypeError("numpy backend needs a bundle object (runtime.bundle.load_bundle) with config and weights_path")
     return NumpyBackend.from_bundle(bundle)
 
 
