@@ -43,8 +43,10 @@ CONVERSIONS = {
 }
 CONVERSION_NOTE = ("ASSUMED, not calibrated: RV64GC needs more instructions than x86-64 for the same C "
                    "(no complex addressing, no memory operands); the C906 is single-issue in-order with "
-                   "no L2 cache, so interpreter code runs well below 1 instruction per cycle. Cross-check: "
-                   "PLATFORM.md puts Python on the C906 at ~20-50x this class of host.")
+                   "no L2 cache, so interpreter code runs well below 1 instruction per cycle. Cross-check "
+                   "(docs/board-estimate.md): these make the C906 ~5-10x slower per instruction than this "
+                   "host; PLATFORM.md's evidence is 10.8-20x (integer) and 20-50x (Python, derived): the "
+                   "pessimistic conversion is not the slow end of that evidence.")
 
 
 class CannedBackend(BackendBase):
