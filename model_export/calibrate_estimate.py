@@ -367,7 +367,7 @@ def run_calibration(write: bool = True, result_path: Path = RESULT_PATH, keystro
     return result
 
 
-SHIPPED_BUNDLES = ("cv181x-bf16-w128", "cv180x-int8-w128")
+SHIPPED_BUNDLES = ("cv181x-int8-w128", "cv180x-int8-w128")
 
 
 def bundle_estimates(keystrokes: int, backend: str = "onnx", seed: int = 0) -> list[dict]:

@@ -87,7 +87,7 @@ def register(subparsers, groups):
     export.set_defaults(func=_cmd_export)
 
     verify = subparsers.add_parser("verify", help="compare a bundle's cvimodel (cmodel) with its ONNX step by step")
-    verify.add_argument("bundle", nargs="?", default=str(REPO / "models/bundles/cv181x-bf16-w128"))
+    verify.add_argument("bundle", nargs="?", default=str(REPO / "models/bundles/cv181x-int8-w128"))
     verify.add_argument("--steps", type=int_in(1, MAX_WINDOW), default=64)
     verify.add_argument("--typing", metavar="FILE", help="type the text through the engine on the cmodel and "
                         "on the onnx reference; report suggestion_agreement, ksr_cmodel, ksr_reference")

@@ -167,7 +167,7 @@ def test_committed_calibration_reproduces_its_rows():
         assert math.isclose(net["published_ms"], rows[(net["chip"], net["network"])]["published_ms"])
 
 
-@pytest.mark.parametrize("bundle", ["cv181x-bf16-w128", "cv180x-int8-w128"])
+@pytest.mark.parametrize("bundle", ["cv181x-int8-w128", "cv180x-int8-w128"])
 def test_shipped_bundles_estimate(bundle):
     from pathlib import Path
 

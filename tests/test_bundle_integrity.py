@@ -28,7 +28,7 @@ def bundle_members(tarball: Path) -> set[str]:
         return {m.name for m in tar.getmembers() if m.name.startswith("opt/edgetype/bundle/")}
 
 
-@pytest.mark.parametrize("name", ["cv181x-bf16-w128", "cv180x-int8-w128"])
+@pytest.mark.parametrize("name", ["cv181x-int8-w128", "cv180x-int8-w128"])
 def test_shipped_bundles_are_sealed_and_load(name):
     bundle = load_bundle(SHIPPED / name)
     assert bundle.manifest["format_version"] == 2
@@ -79,7 +79,7 @@ def test_verify_refuses_a_shipped_bundle_whose_manifest_chip_was_edited(tmp_path
     from runtime.bundle import seal_manifest
 
     copy = tmp_path / "bundle"
-    shutil.copytree(SHIPPED / "cv181x-bf16-w128", copy)
+    shutil.copytree(SHIPPED / "cv181x-int8-w128", copy)
     manifest = json.loads((copy / "manifest.json").read_text())
     for sealed in (False, True):
         edited = dict(manifest, chip="cv180x")
