@@ -51,7 +51,7 @@ def open_engine(args):
 def session_options(args) -> dict:
     """Session keyword arguments from the shared model flags (only those given)."""
     options = {name: getattr(args, name) for name, *_ in RANKING_OPTIONS if getattr(args, name, None) is not None}
-    if getattr(args, "core", None):
+    if getattr(args, "core", "auto") != "auto":  # auto is the Session's default
         options["core"] = args.core
     return options
 
