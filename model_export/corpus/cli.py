@@ -16,7 +16,7 @@ def _cmd_build(args) -> int:
         raise UserError("--only builds a partial corpus: pass -o DIR so that models/corpus "
                         "is not overwritten")
     # docs/corpus.md describes models/corpus only: its table is rewritten by a full default build
-    summary = build_corpus(output, Path(args.cache), only=args.only or None,
+    summary = build_corpus(output, Path(args.cache), only=args.only or None, processes=args.processes,
                            docs_file=DOCS_FILE if is_default else None)
     totals = {name: summary["splits"][name] for name in SPLITS}
     if args.json:
@@ -42,5 +42,7 @@ def register_corpus(subparsers) -> None:
                        help="where fetched archives are kept (default: ~/.cache/edgetype/corpus)")
     build.add_argument("--only", action="append", metavar="PART",
                        help="build only this part id (repeatable; for quick checks)")
+    build.add_argument("--processes", type=int, default=1, metavar="N",
+                       help="read and clean parts in N processes (same output; default 1)")
     build.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     build.set_defaults(func=_cmd_build)
