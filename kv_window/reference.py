@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from tpu_driver import decode_step as step
 from tpu_driver.reference_model import MASK_EMPTY, ModelConfig, alibi_slopes, decode_step, embed
 
 from kv_window.policies import DEFAULT_POLICY, policy_class, resolve_positions
@@ -51,19 +52,10 @@ class ArrayBackend:
 
     def __init__(self, weights: dict, cfg: ModelConfig, slots: int | None = None):
         self.weights, self.cfg = weights, cfg
-        L, H, hd, D, V = cfg.n_layers, cfg.n_heads, cfg.head_dim, cfg.d_model, cfg.vocab_size
-        W = slots or cfg.window
-        shapes = {"x": (1, 1, D), "mask": (1, 1, 1, W), "dist": (1, 1, 1, W)}
-        for l in range(L):
-            shapes[f"k_cache_{l}"] = (1, H, hd, W)
-            shapes[f"v_cache_{l}"] = (1, H, W, hd)
-        out_shapes = {"logits": (1, V)}
-        for l in range(L):
-            out_shapes[f"k_new_{l}"] = (1, H, hd, 1)
-            out_shapes[f"v_new_{l}"] = (1, H, 1, hd)
-        self._in = {n: ArrayIO(n, np.zeros(s, np.float32)) for n, s in shapes.items()}
-        self._out = {n: ArrayIO(n, np.zeros(s, np.float32)) for n, s in out_shapes.items()}
-        self._in["mask"].array.fill(MASK_EMPTY)
+        in_specs, out_specs = step.io_specs(cfg, slots or cfg.window)
+        self._in = {n: ArrayIO(n, np.zeros(s.shape, np.float32)) for n, s in in_specs.items()}
+        self._out = {n: ArrayIO(n, np.zeros(s.shape, np.float32)) for n, s in out_specs.items()}
+        self._in[step.MASK].array.fill(MASK_EMPTY)
         self.inputs = {n: io for n, io in self._in.items()}  # name -> object with .shape
         self.outputs = {n: io for n, io in self._out.items()}
         self.last_run_ms = None
@@ -78,12 +70,12 @@ class ArrayBackend:
         started = time.perf_counter()
         L = self.cfg.n_layers
         logits, k_new, v_new = decode_step(
-            self.weights, self.cfg, self._in["x"].array, self._in["mask"].array, self._in["dist"].array,
-            [self._in[f"k_cache_{l}"].array for l in range(L)], [self._in[f"v_cache_{l}"].array for l in range(L)])
-        self._out["logits"].array[...] = logits
+            self.weights, self.cfg, self._in[step.X].array, self._in[step.MASK].array, self._in[step.DIST].array,
+            [self._in[step.k_cache(l)].array for l in range(L)], [self._in[step.v_cache(l)].array for l in range(L)])
+        self._out[step.LOGITS].array[...] = logits
         for l in range(L):
-            self._out[f"k_new_{l}"].array[...] = k_new[l]
-            self._out[f"v_new_{l}"].array[...] = v_new[l]
+            self._out[step.k_new(l)].array[...] = k_new[l]
+            self._out[step.v_new(l)].array[...] = v_new[l]
         self.last_run_ms = (time.perf_counter() - started) * 1e3
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ from collections import deque
 
 import numpy as np
 
+from tpu_driver import decode_step as step
 from tpu_driver.errors import UserError
 from tpu_driver.reference_model import MASK_EMPTY, ModelConfig
 
@@ -55,7 +56,7 @@ class KVWindow:
         strategy_class = policy_class(policy)
         self.positions = resolve_positions(strategy_class, positions)
         specs = getattr(backend, "inputs", None)
-        self.slots = int(specs["mask"].shape[-1]) if specs and "mask" in specs else cfg.window  # compiled W
+        self.slots = int(specs[step.MASK].shape[-1]) if specs and step.MASK in specs else cfg.window  # compiled W
         self.window = int(window if window is not None else self.slots)  # slots this window uses
         if not 1 <= self.window <= self.slots:
             raise UserError(f"KV window of {self.window} slots does not fit the model's {self.slots} "
@@ -80,11 +81,11 @@ class KVWindow:
         self._overwritten_v = np.zeros((max(1, self.max_rollback), L, H, hd), np.float32)
         self.slot_changes = 0  # evictions + page swaps so far: a step changed the kept set iff it moved
 
-        self._mask_in, self._dist_in = backend.input("mask"), backend.input("dist")
-        self._k_in = [backend.input(f"k_cache_{l}") for l in range(L)]
-        self._v_in = [backend.input(f"v_cache_{l}") for l in range(L)]
-        self._k_out = [backend.output(f"k_new_{l}") for l in range(L)]
-        self._v_out = [backend.output(f"v_new_{l}") for l in range(L)]
+        self._mask_in, self._dist_in = backend.input(step.MASK), backend.input(step.DIST)
+        self._k_in = [backend.input(step.k_cache(l)) for l in range(L)]
+        self._v_in = [backend.input(step.v_cache(l)) for l in range(L)]
+        self._k_out = [backend.output(step.k_new(l)) for l in range(L)]
+        self._v_out = [backend.output(step.v_new(l)) for l in range(L)]
         self.strategy = strategy_class(self, weights=weights, store_tokens=store_tokens)
         self.reset()
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from runtime.errors import UserError
 from runtime.percentiles import percentiles
+from tpu_driver import decode_step as step_spec
 
 LABEL = "ESTIMATE, not a measurement"
 CALIBRATION_PATH = Path(__file__).resolve().parents[1] / "models" / "estimate_calibration.json"
@@ -134,13 +135,8 @@ def decode_step_stats(config: dict, quant: str, inputs: list | None = None,
         raise UserError(f"config lacks {missing}; the board estimate needs vocab_size, d_model, n_layers, "
                         "n_heads, d_ff, window") from None
     if inputs is None:
-        hd = D // H
-        inputs = [{"name": "x", "shape": [1, 1, D], "dtype": "float32"},
-                  {"name": "mask", "shape": [1, 1, 1, W], "dtype": "float32"},
-                  {"name": "dist", "shape": [1, 1, 1, W], "dtype": "float32"}]
-        for layer in range(L):
-            inputs += [{"name": f"k_cache_{layer}", "shape": [1, H, hd, W], "dtype": "float32"},
-                       {"name": f"v_cache_{layer}", "shape": [1, H, W, hd], "dtype": "float32"}]
+        shape = step_spec.ModelConfig(vocab_size=V, d_model=D, n_layers=L, n_heads=H, d_ff=F, window=W)
+        inputs = [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in step_spec.input_specs(shape)]
     weight_elements = L * (4 * D * D + 2 * D * F) + V * D
     macs = weight_elements + L * 2 * D * (W + 1)
     kv_elements = 2 * L * D * W
@@ -152,7 +148,7 @@ def decode_step_stats(config: dict, quant: str, inputs: list | None = None,
         if dtype not in _DTYPE_BYTES:
             raise UserError(f"input {spec.get('name')!r} has dtype {dtype!r} the board estimate does not know")
         input_bytes += elements * _DTYPE_BYTES[dtype]
-        if dtype in ("float32", "fp32") and spec.get("name") != "mask":  # mask feeds a bf16 Add on the TPU
+        if dtype in ("float32", "fp32") and spec.get("name") != step_spec.MASK:  # mask feeds a bf16 Add on the TPU
             float_input_elements += elements
         if str(spec.get("name", "")).startswith("k_cache_"):
             kv_float32 = dtype in ("float32", "fp32")

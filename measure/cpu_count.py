@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.errors import UserError
+from tpu_driver import decode_step
 from tpu_driver.backends.base import ArrayTensor, BackendBase
 from tpu_driver.backends.numpy_ref import decode_step_specs
 
@@ -66,7 +67,7 @@ class CannedBackend(BackendBase):
         self._step = 0
 
     def run(self) -> None:
-        self._output_io["logits"].write(self._rows[self._step % 8].reshape(1, -1))
+        self._output_io[decode_step.LOGITS].write(self._rows[self._step % 8].reshape(1, -1))
         self._step += 1
 
 

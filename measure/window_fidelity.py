@@ -21,6 +21,7 @@ from tpu_driver.reference_model import ModelConfig, forward_sequence
 from runtime.percentiles import percentile
 from runtime.suggestion_rule import pick, suggests_for
 from runtime.tokenizer import WORD_CHARS, is_sentence_start
+from tpu_driver import decode_step
 
 from kv_window.window import KVWindow
 
@@ -39,7 +40,7 @@ def window_logits(backend, cfg: ModelConfig, embedding: np.ndarray, tokens, wind
     logits = np.zeros((T, cfg.vocab_size), np.float32)
     step_ms = np.zeros(T, np.float64)
     changed = np.zeros(T, bool)
-    x_in, logits_out = backend.input("x"), backend.output("logits")
+    x_in, logits_out = backend.input(decode_step.X), backend.output(decode_step.LOGITS)
     x = np.zeros((1, 1, cfg.d_model), np.float32)  # (1,1,D) embedding row of the token
     window.reset()
     gc_was_enabled = gc.isenabled()
@@ -182,7 +183,7 @@ def long_session(backend, cfg: ModelConfig, embedding: np.ndarray, tokens, windo
     step_ms = np.zeros(T, np.float64)  # (T,) the only per-token records, preallocated
     changed = np.zeros(T, bool)  # (T,) steps that evicted or swapped a page
     x = np.zeros((1, 1, cfg.d_model), np.float32)  # (1,1,D)
-    x_in = backend.input("x")
+    x_in = backend.input(decode_step.X)
     bounds = np.linspace(0, T, segments + 1).astype(int)
     rss = []
     window.reset()

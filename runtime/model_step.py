@@ -19,6 +19,7 @@ import numpy as np
 
 from runtime.errors import UserError
 from tpu_driver.reference_model import ModelConfig
+from tpu_driver import decode_step
 from runtime.tokenizer import BOS_ID
 
 
@@ -35,9 +36,9 @@ class ModelStepper:
             self._embedding = np.ascontiguousarray(archive["embedding"], dtype=np.float32)  # (V,D) host lookup
         if self._embedding.shape != (V, cfg.d_model):
             raise UserError(f"{weights_path}: embedding {self._embedding.shape} does not match config.json")
-        self._x_in = backend.input("x")
+        self._x_in = backend.input(decode_step.X)
         self._x = np.zeros((1, 1, cfg.d_model), np.float32)  # (1,1,D) staging for the x input
-        self._logits_out = backend.output("logits")
+        self._logits_out = backend.output(decode_step.LOGITS)
         # the bundle's graph ends in LogSoftmax (manifest `logits_are_log_probs`): rows are copied, not normalised
         self.logits_are_log_probs = bool(logits_are_log_probs)
         self.ring_size = ring_size

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from board_tests.onboard import boardenv
+from tpu_driver import decode_step
 
 
 def _open_backend(bundle_path):
@@ -56,9 +57,9 @@ def test_driver_opens_the_requested_backend():
     backend = _open_backend(boardenv.bundle_dir())
     try:
         assert backend.name == boardenv.backend_name()
-        for name in ("x", "mask", "dist", "k_cache_0", "v_cache_0"):
+        for name in (decode_step.X, decode_step.MASK, decode_step.DIST, decode_step.k_cache(0), decode_step.v_cache(0)):
             assert name in backend.inputs, f"backend input {name} missing: {sorted(backend.inputs)}"
-        assert "logits" in backend.outputs
+        assert decode_step.LOGITS in backend.outputs
     finally:
         backend.close()
         backend.close()  # idempotent by contract

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from tpu_driver.errors import UserError
+from tpu_driver import decode_step as step
 from tpu_driver.reference_model import LN_EPS, ModelConfig
 
 from kv_window.policies.base import Policy
@@ -75,4 +76,4 @@ class Layer0Policy(Policy):
         self.query = Layer0Query(weights, window.cfg)
 
     def begin_step(self, x, records: list) -> None:
-        self.query.compute(x if x is not None else self.window.backend.input("x").read())
+        self.query.compute(x if x is not None else self.window.backend.input(step.X).read())

@@ -100,16 +100,16 @@ class NumpyBackend(BackendBase):
         x, h, q, att, proj = self._x, self._h, self._q, self._att, self._proj
         q_heads, att_heads = q.reshape(H, hd), att.reshape(H, hd)  # views
         scores = self._scores
-        np.copyto(x, t["x"].array.reshape(-1))
+        np.copyto(x, t[decode_step.X].array.reshape(-1))
         # bias = mask - slope_h * dist, and 0 for the token itself (last column)
-        np.multiply(self._slopes, t["dist"].array.reshape(1, W), out=self._bias[:, :W])
-        np.subtract(t["mask"].array.reshape(1, W), self._bias[:, :W], out=self._bias[:, :W])
+        np.multiply(self._slopes, t[decode_step.DIST].array.reshape(1, W), out=self._bias[:, :W])
+        np.subtract(t[decode_step.MASK].array.reshape(1, W), self._bias[:, :W], out=self._bias[:, :W])
         for l in range(cfg.n_layers):
             p = f"layers.{l}."
-            k_cache = t[f"k_cache_{l}"].array[0]  # (H,hd,W)
-            v_cache = t[f"v_cache_{l}"].array[0]  # (H,W,hd)
-            k_new = t[f"k_new_{l}"].array.reshape(H, hd)  # view of (1,H,hd,1)
-            v_new = t[f"v_new_{l}"].array.reshape(H, hd)  # view of (1,H,1,hd)
+            k_cache = t[decode_step.k_cache(l)].array[0]  # (H,hd,W)
+            v_cache = t[decode_step.v_cache(l)].array[0]  # (H,W,hd)
+            k_new = t[decode_step.k_new(l)].array.reshape(H, hd)  # view of (1,H,hd,1)
+            v_new = t[decode_step.v_new(l)].array.reshape(H, hd)  # view of (1,H,1,hd)
             self._layer_norm(x, w[p + "ln1.weight"], w[p + "ln1.bias"], h)
             np.matmul(h, w[p + "attn.wq"], out=q)
             np.matmul(h, w[p + "attn.wk"], out=k_new.reshape(-1))
@@ -133,7 +133,7 @@ class NumpyBackend(BackendBase):
             proj += w[p + "mlp.b2"]
             x += proj
         self._layer_norm(x, w["ln_f.weight"], w["ln_f.bias"], h)
-        logits = t["logits"].array.reshape(-1)  # (V,) view
+        logits = t[decode_step.LOGITS].array.reshape(-1)  # (V,) view
         np.matmul(h, self._embedding_t, out=logits)
         if self.log_probs:  # the graph's LogSoftmax (model_export/onnx_graph.py), in place
             logits -= logits.max()
