@@ -282,6 +282,12 @@ def verify_typing(bundle_dir: Path, text_path: Path, chars: int, k: int = 3) -> 
                          "session cache on as shipped"}
 
 
+# Ops whose compiled tensor cannot be read back with OPTION_OUTPUT_ALL_TENSORS: cv18xx lowers a Slice
+# to an address offset into its input, and the exposed tensor reads as zeros (cosine 0.0 on the
+# self-split attention's probs_cache while the step's outputs match at 0.9996); its consumers are compared.
+UNREADABLE_COMPILED_OPS = ("Slice",)
+
+
 def first_divergence(bundle, config, weights, tokens: list[int], threshold: float = 0.99) -> dict:
     """Run `tokens` (the last one is the step to inspect) and compare every tensor of that step."""
     import onnx
@@ -330,6 +336,8 @@ def first_divergence(bundle, config, weights, tokens: list[int], threshold: floa
         by_onnx_name.setdefault(base, (cname, value))
     rows, first_bad = [], None
     for name, op_type in order:
+        if op_type in UNREADABLE_COMPILED_OPS:
+            continue
         match = by_onnx_name.get(f"{name}_{op_type}")
         if match is None or name not in onnx_values:
             continue
