@@ -187,6 +187,15 @@ def test_every_top_level_package_has_a_layer():
     assert packages == set(TOP_LEVEL), "add the new package to LAYERS and to docs/design.md's map"
 
 
+def test_pyproject_installs_every_package():
+    """A package folder missing from pyproject's list is absent from an installed edgetype."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {module_name(p) for top in TOP_LEVEL for p in (REPO / top).rglob("__init__.py")}
+    assert folders - listed == set()
+
+
 def test_the_cli_offers_host_commands_only_as_optional_modules():
     """runtime/cli.py (a board module) loads the host packages' commands by name, when present:
     every host-package module it names must be in HOST_ONLY_MODULES, and only those."""
