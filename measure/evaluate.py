@@ -188,13 +188,11 @@ class NgramPredictor:
         self._recent = ""  # the last 64 characters before the partial word, and the partial (casing)
 
     def insert(self, text: str) -> None:
-        from runtime.tokenizer import split_pieces
+        from runtime.tokenizer import partial_word_start, split_pieces
 
         self._recent = (self._recent + text)[-(64 + MAX_PARTIAL_CHARS):]
         tail = self._partial + text
-        cut = len(tail)
-        while cut > 0 and WORD.fullmatch(tail[cut - 1]):
-            cut -= 1
+        cut = partial_word_start(tail)
         self._partial = tail[cut:]
         for piece, is_word in split_pieces(tail[:cut]):
             if piece == "\n" and self._context and self._context[-1] == "\n":

@@ -20,7 +20,7 @@ import numpy as np
 from tpu_driver.reference_model import ModelConfig, forward_sequence
 from runtime.percentiles import percentile
 from runtime.suggestion_rule import pick, suggests_for
-from runtime.tokenizer import WORD_CHARS, is_sentence_start
+from runtime.tokenizer import is_sentence_start, partial_word_start
 from tpu_driver import decode_step
 
 from kv_window.window import KVWindow
@@ -95,9 +95,7 @@ class LogitsPredictor:
 
     def insert(self, text: str) -> None:
         self.text += text
-        end = len(self.text)
-        while end > 0 and WORD_CHARS.match(self.text[end - 1]):
-            end -= 1
+        end = partial_word_start(self.text)
         if end > self.context_end:  # a word and separators were completed: count their tokens
             self.context_tokens += len(self.tokenizer.encode(self.text[self.context_end:end]))
             self.context_end = end

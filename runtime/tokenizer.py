@@ -54,6 +54,16 @@ def is_word_char(char: str) -> bool:
     return ("a" <= char <= "z") or ("A" <= char <= "Z") or ("0" <= char <= "9") or char == "'"
 
 
+def partial_word_start(text: str) -> int:
+    """Where the trailing partial word of `text` starts (len(text) after a separator): the one split
+    of typed text into context and partial word for the evaluations (runtime/session_text.py keeps
+    the same split incrementally on the per-key path)."""
+    start = len(text)
+    while start > 0 and is_word_char(text[start - 1]):
+        start -= 1
+    return start
+
+
 def is_sentence_start(text_before: str) -> bool:
     """True when the next word starts a sentence: empty text, or after . ! ? (and quotes) or a line
     break; not after the period of a title or a single letter ("Mr. ", "a.m. ", "U.S. ", "J. ")."""

@@ -34,3 +34,9 @@ def test_the_ngram_baseline_keeps_one_word_per_casing_and_only_completions():
     words = model.suggest_cased(["the"], "c", False, k=3)
     assert words and all(w.lower().startswith("c") and len(w) > 1 for w in words)
     assert len({w.lower() for w in words}) == len(words)
+
+
+def test_one_partial_word_split():
+    from runtime.tokenizer import partial_word_start
+
+    assert [partial_word_start(t) for t in ("", "the ca", "the ", "don't", "a,b")] == [0, 4, 4, 0, 2]
