@@ -28,7 +28,7 @@ import numpy as np
 
 from runtime.argtypes import float_in, int_in
 from runtime.errors import UserError
-from tpu_driver.decode_step import DEFAULT_ALIBI_MAX_BIAS
+from tpu_driver.decode_step import ModelConfig
 
 DEFAULT_CORPUS = Path("models/corpus")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
@@ -36,13 +36,14 @@ _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 @dataclass
 class TrainSettings:
-    vocab_size: int = 8192
-    d_model: int = 256
-    n_layers: int = 4
-    n_heads: int = 4
-    d_ff: int = 1024
-    window: int = 128  # W of the compiled decode step; training sequences are W tokens long
-    alibi_max_bias: float = DEFAULT_ALIBI_MAX_BIAS  # 4: slopes 1/2..1/16 for H=4, reach matches W (docs/kv-window.md)
+    # the model's shape: defaults from the decode-step spec (tpu_driver/decode_step.py), not restated
+    vocab_size: int = ModelConfig.vocab_size
+    d_model: int = ModelConfig.d_model
+    n_layers: int = ModelConfig.n_layers
+    n_heads: int = ModelConfig.n_heads
+    d_ff: int = ModelConfig.d_ff
+    window: int = ModelConfig.window  # W of the compiled decode step; training sequences are W tokens long
+    alibi_max_bias: float = ModelConfig.alibi_max_bias  # 4: slopes 1/2..1/16 for H=4, reach matches W (docs/kv-window.md)
     seq_len: int = 128
     batch_size: int = 128
     steps: int = 30000
@@ -184,7 +185,6 @@ def train(corpus_dir: Path, out_dir: Path, settings: TrainSettings, device_name:
     from torch.nn import functional as F
 
     from model_export.model import ModelShape, WordLM, count_parameters
-    from tpu_driver.reference_model import ModelConfig
     from runtime.tokenizer import BOS_ID
 
     if device_name == "cuda" and not torch.cuda.is_available():
