@@ -187,7 +187,7 @@ class Session:
     def accept(self, i: int) -> str:
         """Accept suggestion i of the last `suggestions()`: types the rest of the word (no space)."""
         if not 0 <= i < len(self._last_suggestions):
-            raise UserError(f"no suggestion {i}: {len(self._last_suggestions)} shown")
+            raise IndexError(f"no suggestion {i}: {len(self._last_suggestions)} shown")  # a caller bug: the UI checks first
         rest = self._last_suggestions[i].word[self.text_buffer.partial_length:]
         self.insert(rest)
         return rest
