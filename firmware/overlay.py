@@ -23,8 +23,8 @@ PACKAGES = ("runtime", "tpu_driver", "kv_window", "keyboard_ui")
 # board -> (tpu-mlir chip name, quantisation of its bundle)
 BOARDS = {
     "duo": ("cv180x", "int8"),
-    "duo256m": ("cv181x", "bf16"),
-    "licheerv-nano": ("cv181x", "bf16"),
+    "duo256m": ("cv181x", "int8"),
+    "licheerv-nano": ("cv181x", "int8"),
 }
 OVERLAY_FORMAT = 1
 
@@ -66,6 +66,15 @@ def default_settings(board: str, image: Image | None = None) -> str:
     )
 
 
+def _ships_to_board(relative: Path) -> bool:
+    """Native builds: only the board's own architecture (riscv64) ships; the host's x86-64 and
+    instruction-counting builds under runtime/native/build/ stay on the host."""
+    parts = relative.parts
+    if len(parts) >= 2 and parts[0] == "native" and parts[1] == "build":
+        return len(parts) >= 3 and parts[2] == "riscv64"
+    return True
+
+
 def _package_files(repo: Path) -> list[tuple[str, Path]]:
     files = []
     for package in PACKAGES:
@@ -73,7 +82,8 @@ def _package_files(repo: Path) -> list[tuple[str, Path]]:
         if not root.is_dir():
             raise UserError(f"package {root} missing: the overlay needs {', '.join(PACKAGES)}")
         for path in sorted(root.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc" \
+                    and _ships_to_board(path.relative_to(root)):
                 files.append((f"opt/edgetype/lib/{package}/{path.relative_to(root)}", path))
     files.append(("opt/edgetype/lib/board_tests/__init__.py", repo / "board_tests/__init__.py"))
     onboard = repo / "board_tests" / "onboard"

@@ -359,3 +359,18 @@ def test_no_keyboard_at_boot_is_one_line_from_the_shipped_init_script_and_its_re
     assert code == 0 and len(waiting) == 1, output
     assert "no keyboard: no /dev/input on this kernel" in waiting[0]
     assert not (tmp_path / "runs").exists() and "Traceback" not in output
+
+
+def test_only_the_boards_native_build_ships(tmp_path):
+    """runtime/native/build/x86_64 (the host's core) never lands in an overlay; riscv64 does."""
+    from firmware.overlay import _ships_to_board
+    assert _ships_to_board(Path("native/build/riscv64/libedgetype_core.so"))
+    assert not _ships_to_board(Path("native/build/x86_64/libedgetype_core.so"))
+    assert not _ships_to_board(Path("native/build/x86_64-count/libedgetype_core.so"))
+    assert _ships_to_board(Path("engine.py"))
+
+
+def test_default_bundles_of_every_board_exist():
+    from firmware.overlay import BOARDS, default_bundle_dir
+    for board in BOARDS:
+        assert (default_bundle_dir(board) / "manifest.json").is_file(), board
