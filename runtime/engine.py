@@ -42,7 +42,6 @@ import numpy as np
 from kv_window.policies import DEFAULT_POLICY, policy_class
 from kv_window.window import KVWindow
 from runtime.bundle import Bundle, load_bundle
-from runtime.errors import UserError
 from runtime.keystroke_core import open_core
 from runtime.model_step import ModelStepper
 from runtime.ranking import (LEXICON_MIN_PREFIX, LEXICON_WEIGHT, MAX_PARTIAL_CHARS, RECENT_BIGRAM_WEIGHT,  # noqa: F401
