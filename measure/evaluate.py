@@ -392,7 +392,10 @@ def eval_text_files(path: str | Path) -> list[tuple[str, Path]]:
         files = sorted(p for p in path.iterdir() if p.name.endswith((".txt", ".txt.gz")))
         if not files:
             raise UserError(f"{path}: no .txt or .txt.gz files to evaluate in this folder")
-        return [(register_of(f) or f.name.removesuffix(".gz").removesuffix(".txt"), f) for f in files]
+        stems = [f.name.removesuffix(".gz").removesuffix(".txt") for f in files]
+        names = [register_of(f) or stem for f, stem in zip(files, stems)]
+        # valid.fiction and test.fiction in one folder: the file stem tells them apart
+        return [(name if names.count(name) == 1 else stem, f) for name, stem, f in zip(names, stems, files)]
     return [(register_of(path) or "", path)]
 
 

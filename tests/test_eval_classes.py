@@ -54,6 +54,8 @@ def test_register_of_and_eval_text_files(tmp_path):
         ("other", "other.txt"), ("fiction", "valid.fiction.txt.gz"),
         ("technical", "valid.technical.txt.gz")]
     assert eval_text_files(folder / "valid.fiction.txt.gz")[0][0] == "fiction"
+    (folder / "test.fiction.txt.gz").write_bytes(b"x")
+    assert [r for r, _ in eval_text_files(folder)] == ["other", "test.fiction", "valid.fiction", "technical"]
     assert eval_text_files(folder / "other.txt")[0][0] == ""
     empty = tmp_path / "empty"
     empty.mkdir()
