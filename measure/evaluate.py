@@ -406,6 +406,9 @@ def plot_ksr(report: dict, path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if report.get("by_register"):
+        _plot_by_register(report, path, plt)
+        return
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     runs = [("model (" + report["backend"] + ")", report)]
     if "baseline" in report:
@@ -420,6 +423,39 @@ def plot_ksr(report: dict, path: str | Path) -> None:
     axes[1].set(title="next-word accuracy", xlabel="text segment", ylabel="share of words")
     for ax in axes:
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_by_register(report: dict, path: str | Path, plt) -> None:
+    """KSR and top-3 per register (model vs baseline) and KSR per word class, as bars."""
+    import numpy as np
+
+    registers = list(report["by_register"])
+    xs = np.arange(len(registers))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    runs = [("model (" + report["backend"] + ")", lambda r: r)]
+    if "baseline" in report:
+        runs.append(("n-gram baseline", lambda r: r["baseline"]))
+    width = 0.8 / len(runs)
+    for i, (label, pick) in enumerate(runs):
+        entries = [pick(report["by_register"][name]) for name in registers]
+        axes[0].bar(xs + i * width, [e["ksr"] for e in entries], width, label=label)
+        axes[1].bar(xs + i * width, [e["top3_next_word"] for e in entries], width, label=label)
+    for ax, title in ((axes[0], f"KSR per register (k={report['suggestions']})"), (axes[1], "top-3 next word per register")):
+        ax.set_xticks(xs + width * (len(runs) - 1) / 2, registers, fontsize=8)
+        ax.set(title=title)
+    classes = [c for c in WORD_CLASSES if c in report.get("by_word_class", {})]
+    for i, (label, pick) in enumerate(runs):
+        by_class = pick(report).get("by_word_class", {})
+        axes[2].bar(np.arange(len(classes)) + i * width, [by_class[c]["ksr"] for c in classes], width, label=label)
+    axes[2].set_xticks(np.arange(len(classes)) + width * (len(runs) - 1) / 2,
+                       [f"{c}\n{report['by_word_class'][c]['share_of_words']:.1%} of words" for c in classes], fontsize=8)
+    axes[2].set(title="KSR per word class")
+    for ax in axes:
+        ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -87,3 +87,15 @@ def test_cli_eval_ksr_by_register_and_by_word_class(tmp_path):
     assert sum(c["words"] for c in classes.values()) == report["words"]
     assert sum(c["share_of_words"] for c in classes.values()) == pytest.approx(1.0, abs=1e-4)
     assert "by_word_class" in report["baseline"]
+
+
+def test_plot_by_register_writes_a_png(tmp_path):
+    from measure.evaluate import plot_ksr
+
+    entry = {"ksr": 0.4, "top1_next_word": 0.2, "top3_next_word": 0.3}
+    classes = {c: {"share_of_words": s, "ksr": 0.5} for c, s in (("vocabulary", 0.9), ("unknown", 0.1))}
+    report = {"backend": "numpy", "suggestions": 3, "by_word_class": classes,
+              "baseline": {"by_word_class": classes},
+              "by_register": {"fiction": {**entry, "baseline": entry}, "technical": {**entry, "baseline": entry}}}
+    plot_ksr(report, tmp_path / "r.png")
+    assert (tmp_path / "r.png").stat().st_size > 1000
