@@ -213,6 +213,15 @@ def _move(row: int, column: int) -> str:
     return f"{CSI}{row + 1};{column + 1}H"
 
 
+def _row_update(row: int, old: str, new: str) -> str:
+    """Bytes that turn screen row `row` from `old` into `new`: skip the common prefix, write the
+    rest, erase what is left of a longer old line."""
+    same, limit = 0, min(len(old), len(new))
+    while same < limit and old[same] == new[same]:
+        same += 1
+    return _move(row, same) + new[same:] + (ERASE_TO_END_OF_LINE if len(new) < len(old) else "")
+
+
 class TerminalScreen:
     """Draws frames on a terminal through `write(str)`; only changed parts are sent."""
 
@@ -292,16 +301,9 @@ class TerminalScreen:
             old_lines = self._lines
             for row in check:
                 old, new = old_lines[row], lines[row]
-                if old == new:
-                    continue
-                same = 0
-                limit = min(len(old), len(new))
-                while same < limit and old[same] == new[same]:
-                    same += 1
-                parts.append(_move(row, same) + new[same:])
-                if len(new) < len(old):
-                    parts.append(ERASE_TO_END_OF_LINE)
-                old_lines[row] = new
+                if old != new:
+                    parts.append(_row_update(row, old, new))
+                    old_lines[row] = new
         if parts or cursor != self._cursor:
             parts.append(_move(*cursor))
         if self._lines is None:
@@ -335,15 +337,8 @@ class TerminalScreen:
         else:
             parts.append(self._scroll_text_area(lines))
             for row, (old, new) in enumerate(zip(self._lines, lines)):
-                if old == new:
-                    continue
-                same = 0
-                limit = min(len(old), len(new))
-                while same < limit and old[same] == new[same]:
-                    same += 1
-                parts.append(_move(row, same) + new[same:])
-                if len(new) < len(old):
-                    parts.append(ERASE_TO_END_OF_LINE)
+                if old != new:
+                    parts.append(_row_update(row, old, new))
         if parts or cursor != self._cursor:
             parts.append(_move(*cursor))
         self._lines, self._cursor = lines, cursor
