@@ -160,7 +160,7 @@ def _run_replay(args) -> int:
         print(json.dumps(result))
     else:
         print(result["text"])
-        print(f"edgetype: backend {result['backend']}, {result['keystrokes']} keystrokes, "
+        print(f"edgetype: backend {result['backend']}, core {result.get('core')}, {result['keystrokes']} keystrokes, "
               f"{result['accepted']} accepted", file=sys.stderr)
     return 0
 
@@ -240,6 +240,7 @@ def _run_interactive(args) -> int:
                   file=sys.stderr)
         print(f"edgetype: loading backend {args.backend}...", file=sys.stderr)
         session = open_engine_session(args.bundle, args.backend, args.core)
+        print(f"edgetype: backend {args.backend}, keystroke core {session.core_name}", file=sys.stderr)
         if restored_text:
             session.insert(restored_text)
         journal = Journal(journal_path, base_text=session.text, lock=lock) if journal_path else None
@@ -282,7 +283,7 @@ def _run_interactive(args) -> int:
         restore_signals(previous_signals)
     result = demo.summary()
     print(result["text"])
-    print(f"edgetype: backend {result['backend']}, {result['keystrokes']} keystrokes, "
+    print(f"edgetype: backend {result['backend']}, core {result.get('core')}, {result['keystrokes']} keystrokes, "
           f"{result['accepted']} accepted, p50 {result['keystroke_latency_ms']['p50']} ms"
           + (f"; journal {journal_path}" if journal_path else ""), file=sys.stderr)
     return 0
