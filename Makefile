@@ -3,8 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 EDGETYPE := $(VENV)/bin/edgetype
 # Debian packages the tests drive: tmux (demo end-to-end test), debootstrap + qemu-user-static
-# (riscv64 user space of the board), shellcheck + busybox (init script lint and run).
-SYSTEM_PACKAGES := tmux debootstrap qemu-user-static shellcheck busybox
+# (riscv64 user space of the board), shellcheck + busybox (init script lint and run), valgrind
+# (headers and callgrind for the counted CPU term: make native-count, tests/test_cpu_count.py).
+SYSTEM_PACKAGES := tmux debootstrap qemu-user-static shellcheck busybox valgrind
 
 .PHONY: demo test install toolchain system-deps native native-count
 
@@ -60,5 +61,5 @@ demo: toolchain native
 	$(EDGETYPE) demo
 
 # the fuzz test (tests/test_fuzz_inputs.py) gets a fixed budget here: 2 minutes in all
-test: toolchain system-deps native
+test: toolchain system-deps native native-count
 	EDGETYPE_FUZZ_SECONDS=$${EDGETYPE_FUZZ_SECONDS:-120} $(VENV)/bin/python -m pytest -ra --timeout=1200 tests

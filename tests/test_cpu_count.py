@@ -35,7 +35,7 @@ def test_pessimistic_estimate_is_slower_in_every_input():
 @pytest.mark.slow
 def test_instructions_are_counted_per_keystroke_under_callgrind(tmp_path):
     if shutil.which("valgrind") is None:
-        pytest.skip("valgrind not installed (apt-get install valgrind)")
+        pytest.fail("valgrind not installed (apt-get install valgrind; `make test` installs it)")
     assert COUNTING_LIBRARY.exists(), "run `make native-count`"
     bundle = make_tiny_bundle(tmp_path / "b", window=32)
     text = tmp_path / "t.txt"
