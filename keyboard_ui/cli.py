@@ -240,7 +240,8 @@ def _run_interactive(args) -> int:
                   file=sys.stderr)
         print(f"edgetype: loading backend {args.backend}...", file=sys.stderr)
         session = open_engine_session(args.bundle, args.backend, args.core)
-        print(f"edgetype: backend {args.backend}, keystroke core {session.core_name}", file=sys.stderr)
+        print(f"edgetype: backend {args.backend}, keystroke core {getattr(session, 'core_name', None)}",
+              file=sys.stderr)
         if restored_text:
             session.insert(restored_text)
         journal = Journal(journal_path, base_text=session.text, lock=lock) if journal_path else None
