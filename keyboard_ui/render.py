@@ -213,6 +213,11 @@ def _move(row: int, column: int) -> str:
     return f"{CSI}{row + 1};{column + 1}H"
 
 
+def _full_redraw(lines: list[str]) -> str:
+    """Bytes that clear the screen and write every non-empty row."""
+    return CLEAR_SCREEN + "".join(_move(row, 0) + line for row, line in enumerate(lines) if line)
+
+
 def _row_update(row: int, old: str, new: str) -> str:
     """Bytes that turn screen row `row` from `old` into `new`: skip the common prefix, write the
     rest, erase what is left of a longer old line."""
@@ -293,10 +298,7 @@ class TerminalScreen:
         it is unknown), then place the cursor."""
         parts: list[str] = [prefix] if prefix else []
         if self._lines is None:
-            parts.append(CLEAR_SCREEN)
-            for row, line in enumerate(lines):
-                if line:
-                    parts.append(_move(row, 0) + line)
+            parts.append(_full_redraw(lines))
         else:
             old_lines = self._lines
             for row in check:
@@ -330,10 +332,7 @@ class TerminalScreen:
         lines, cursor = compose(frame, self.columns, self.rows)
         parts: list[str] = []
         if self._lines is None:
-            parts.append(CLEAR_SCREEN)
-            for row, line in enumerate(lines):
-                if line:
-                    parts.append(_move(row, 0) + line)
+            parts.append(_full_redraw(lines))
         else:
             parts.append(self._scroll_text_area(lines))
             for row, (old, new) in enumerate(zip(self._lines, lines)):
